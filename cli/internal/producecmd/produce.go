@@ -1,0 +1,172 @@
+// Package producecmd implements `spate produce`.
+package producecmd
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/client"
+	"github.com/spatehq/spate/internal/batch"
+)
+
+// Options are the flags of `spate produce`.
+type Options struct {
+	Factory      *cmdutil.Factory
+	Topic        string
+	File         string
+	Key          string
+	KeySeparator string
+	Partition    int32
+	Compression  string
+	Linger       time.Duration
+	BatchSize    int
+	Acks         string
+	MaxLine      int
+}
+
+// NewCmdProduce returns `spate produce`.
+func NewCmdProduce(f *cmdutil.Factory) *cobra.Command {
+	opts := &Options{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "produce TOPIC",
+		Short: "Produce records from standard input or a file, one record a line",
+		Long: `Produce reads lines from standard input (or --file) and sends each as a
+record. Records are batched, compressed and pipelined; the command returns
+once every record is acknowledged, and fails if any was not.
+
+Without a key, records are spread round-robin over the partitions; with a
+key, the partition is a stable hash of the key, so records with one key stay
+in order in one partition.`,
+		Example: `  # type records, one a line; Ctrl-D to finish
+  spate produce events
+
+  # key each line by what comes before the first ':'
+  printf 'alice:hi\nbob:hello\n' | spate produce events --key-separator :
+
+  # a file, zstd-compressed, acknowledged after fsync
+  spate produce events --file events.txt --compression zstd --acks fsync`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Topic = args[0]
+			if !cmd.Flags().Changed("partition") {
+				opts.Partition = -1
+			}
+			return run(cmd, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&opts.File, "file", "f", "", "read records from this file instead of standard input")
+	fl.StringVar(&opts.Key, "key", "", "key of every record")
+	fl.StringVar(&opts.KeySeparator, "key-separator", "", "split each line at the first SEP into key and value")
+	fl.Int32VarP(&opts.Partition, "partition", "p", 0, "send every record to this partition (default: by key, or round-robin)")
+	fl.StringVar(&opts.Compression, "compression", "none", "batch compression: none, gzip, snappy, lz4 or zstd")
+	fl.DurationVar(&opts.Linger, "linger", 5*time.Millisecond, "how long a batch waits for more records")
+	fl.IntVar(&opts.BatchSize, "batch-size", 64<<10, "largest batch in bytes")
+	fl.StringVar(&opts.Acks, "acks", "", "when records are acknowledged: write or fsync (default: the topic's setting)")
+	fl.IntVar(&opts.MaxLine, "max-record-bytes", 1<<20, "longest line accepted")
+	return cmd
+}
+
+func run(cmd *cobra.Command, opts *Options) error {
+	if opts.Key != "" && opts.KeySeparator != "" {
+		return cmdutil.Usagef("use --key or --key-separator, not both")
+	}
+	comp, err := batch.ParseCompression(opts.Compression)
+	if err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	popts := []client.ProducerOption{
+		client.WithCompression(comp),
+		client.WithLinger(opts.Linger),
+		client.WithBatchBytes(opts.BatchSize),
+	}
+	switch opts.Acks {
+	case "":
+	case "write":
+		popts = append(popts, client.WithAcks(client.AcksWrite))
+	case "fsync":
+		popts = append(popts, client.WithAcks(client.AcksFsync))
+	default:
+		return cmdutil.Usagef("acks %q: use write or fsync", opts.Acks)
+	}
+	if opts.Partition >= 0 {
+		popts = append(popts, client.WithPartitioner(client.ManualPartitioner()))
+	}
+	var in io.Reader = opts.Factory.IO.In
+	if opts.File != "" {
+		fh, err := os.Open(opts.File)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		in = fh
+	}
+	c, err := opts.Factory.Client()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	p, err := c.NewProducer(opts.Topic, popts...)
+	if err != nil {
+		return err
+	}
+
+	var (
+		mu       sync.Mutex // guards firstErr and failed
+		firstErr error
+		failed   int
+	)
+	done := func(_ client.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+		}
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), opts.MaxLine)
+	sep := []byte(opts.KeySeparator)
+	sent := 0
+	for sc.Scan() {
+		line := bytes.Clone(sc.Bytes())
+		r := client.Record{Value: line, Partition: opts.Partition}
+		switch {
+		case opts.Key != "":
+			r.Key = []byte(opts.Key)
+		case len(sep) > 0:
+			if k, v, ok := bytes.Cut(line, sep); ok {
+				r.Key, r.Value = k, v
+			}
+		}
+		p.Produce(ctx, r, done)
+		sent++
+	}
+	scanErr := sc.Err()
+	closeErr := p.Close()
+	if scanErr != nil {
+		if scanErr == bufio.ErrTooLong {
+			scanErr = fmt.Errorf("a line is longer than %d bytes: raise --max-record-bytes", opts.MaxLine)
+		}
+		return fmt.Errorf("read input after %d records: %w", sent, scanErr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		return fmt.Errorf("%d of %d records were not produced: %w", failed, sent, firstErr)
+	}
+	if closeErr != nil {
+		return closeErr
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+// Package spucmd implements `spate spu`: running a Streaming Processing Unit.
+package spucmd
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/data-plane/spu"
+)
+
+// NewCmdSPU returns `spate spu`.
+func NewCmdSPU(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "spu",
+		Short: "Run a Streaming Processing Unit (SPU)",
+	}
+	cmd.AddCommand(newCmdServe(f))
+	return cmd
+}
+
+// ServeOptions are the flags of `spate spu serve`.
+type ServeOptions struct {
+	IO        *cmdutil.IOStreams
+	Config    spu.Config
+	LogLevel  string
+	LogFormat string
+}
+
+func newCmdServe(f *cmdutil.Factory) *cobra.Command {
+	opts := &ServeOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve produce and consume for the partitions stored in a data directory",
+		Long: `Serve runs an SPU in the foreground until interrupted (SIGINT or SIGTERM).
+
+The SPU keeps its partition replicas under --data-dir and recovers them at
+start: a batch torn by a crash is cut, never served. It serves Connect, gRPC
+and gRPC-Web on one port (HTTP/1.1 and unencrypted HTTP/2), and Prometheus
+metrics at /metrics.
+
+Storage flags set the defaults of partitions whose own settings leave them
+unset.`,
+		Example: `  # an SPU on the default address with data in ./spu-data
+  spate spu serve --data-dir ./spu-data
+
+  # acknowledge produces only after fsync, keep data for 30 days
+  spate spu serve --data-dir /var/lib/spate --fsync --retention-time 720h`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serveRun(cmd, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Config.Addr, "addr", spu.DefaultAddr, "address to listen on")
+	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the partition replicas (required)")
+	fl.Int64Var(&opts.Config.SegmentBytes, "segment-bytes", 0, "roll segments at this size (default 1 GiB)")
+	fl.DurationVar(&opts.Config.SegmentAge, "segment-age", 0, "roll segments at this age (default 168h)")
+	fl.DurationVar(&opts.Config.RetentionTime, "retention-time", 0, "delete data older than this (default 168h; negative keeps forever)")
+	fl.Int64Var(&opts.Config.RetentionBytes, "retention-bytes", 0, "keep at most this many bytes per partition (default unlimited)")
+	fl.IntVar(&opts.Config.MaxBatchBytes, "max-batch-bytes", 0, "largest batch accepted (default 8 MiB)")
+	fl.BoolVar(&opts.Config.Fsync, "fsync", false, "acknowledge produces after fsync by default (grouped across producers)")
+	fl.DurationVar(&opts.Config.RetentionCheckInterval, "retention-check-interval", time.Minute, "how often retention runs")
+	fl.BoolVar(&opts.Config.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/")
+	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	cmdutil.Must(cmd.MarkFlagRequired("data-dir"))
+	return cmd
+}
+
+func serveRun(cmd *cobra.Command, opts *ServeOptions) error {
+	logger, err := cmdutil.NewLogger(opts.IO.ErrOut, opts.LogLevel, opts.LogFormat)
+	if err != nil {
+		return err
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	return spu.Run(cmd.Context(), opts.Config, logger)
+}

@@ -1,0 +1,65 @@
+package replica
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spatehq/spate/data-plane/internal/commitlog"
+)
+
+// Settings are a replica's declared storage settings. A zero field takes the
+// SPU's default; RetentionMS and RetentionBytes take -1 for "no limit".
+type Settings struct {
+	SegmentBytes   int64  `json:"segment_bytes,omitempty"`
+	SegmentAgeMS   int64  `json:"segment_age_ms,omitempty"`
+	RetentionMS    int64  `json:"retention_ms,omitempty"`
+	RetentionBytes int64  `json:"retention_bytes,omitempty"`
+	MaxBatchBytes  int    `json:"max_batch_bytes,omitempty"`
+	Durability     string `json:"durability,omitempty"` // "write", "fsync" or "" for the default
+}
+
+// Apply overlays s on the defaults d and returns the log configuration.
+func (s Settings) Apply(d commitlog.Config) (commitlog.Config, error) {
+	c := d
+	if s.SegmentBytes < 0 || s.SegmentAgeMS < 0 || s.MaxBatchBytes < 0 {
+		return c, fmt.Errorf("segment bytes, segment age and max batch bytes must not be negative")
+	}
+	if s.SegmentBytes > 0 {
+		c.SegmentBytes = s.SegmentBytes
+	}
+	if s.SegmentAgeMS > 0 {
+		c.SegmentAge = time.Duration(s.SegmentAgeMS) * time.Millisecond
+	}
+	switch {
+	case s.RetentionMS == -1:
+		c.RetentionTime = 0
+	case s.RetentionMS > 0:
+		c.RetentionTime = time.Duration(s.RetentionMS) * time.Millisecond
+	case s.RetentionMS < -1:
+		return c, fmt.Errorf("retention time %d ms: use a positive value, or -1 to keep records forever", s.RetentionMS)
+	}
+	switch {
+	case s.RetentionBytes == -1:
+		c.RetentionBytes = 0
+	case s.RetentionBytes > 0:
+		c.RetentionBytes = s.RetentionBytes
+	case s.RetentionBytes < -1:
+		return c, fmt.Errorf("retention bytes %d: use a positive value, or -1 for no size limit", s.RetentionBytes)
+	}
+	if s.MaxBatchBytes > 0 {
+		c.MaxBatchBytes = s.MaxBatchBytes
+	}
+	switch s.Durability {
+	case "":
+	case "write":
+		c.Durability = commitlog.Write
+	case "fsync":
+		c.Durability = commitlog.Fsync
+	default:
+		return c, fmt.Errorf("durability %q: use write or fsync", s.Durability)
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
