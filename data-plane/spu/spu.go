@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
-	"github.com/spatehq/spate/api/gen/spate/internal/v1/internalv1connect"
+	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/data-plane/internal/service"

@@ -8,8 +8,8 @@ import (
 
 	dataplanev1 "github.com/spatehq/spate/api/gen/spate/dataplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
-	internalv1 "github.com/spatehq/spate/api/gen/spate/internal/v1"
-	"github.com/spatehq/spate/api/gen/spate/internal/v1/internalv1connect"
+	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
+	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
 

@@ -8,7 +8,7 @@ import (
 	connect "connectrpc.com/connect"
 	context "context"
 	errors "errors"
-	v1 "github.com/spatehq/spate/api/gen/spate/internal/v1"
+	v1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	http "net/http"
 	strings "strings"
 )

@@ -406,7 +406,7 @@ const file_spate_internal_v1_replica_proto_rawDesc = "" +
 	"\x10DURABILITY_FSYNC\x10\x022\xdc\x01\n" +
 	"\x0eReplicaService\x12d\n" +
 	"\rEnsureReplica\x12'.spate.internal.v1.EnsureReplicaRequest\x1a(.spate.internal.v1.EnsureReplicaResponse\"\x00\x12d\n" +
-	"\rRemoveReplica\x12'.spate.internal.v1.RemoveReplicaRequest\x1a(.spate.internal.v1.RemoveReplicaResponse\"\x00B?Z=github.com/spatehq/spate/api/gen/spate/internal/v1;internalv1b\x06proto3"
+	"\rRemoveReplica\x12'.spate.internal.v1.RemoveReplicaRequest\x1a(.spate.internal.v1.RemoveReplicaResponse\"\x00BBZ@github.com/spatehq/spate/api/gen/spate/internalapi/v1;internalv1b\x06proto3"
 
 var (
 	file_spate_internal_v1_replica_proto_rawDescOnce sync.Once
