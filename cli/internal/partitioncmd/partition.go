@@ -54,16 +54,16 @@ partitions.`,
 			cfg := client.PartitionConfig{
 				SegmentBytes:   opts.SegmentBytes,
 				SegmentAge:     opts.SegmentAge,
-				RetentionTime:  opts.RetentionTime,
+				Retention:      opts.RetentionTime,
 				RetentionBytes: opts.RetentionBytes,
 				MaxBatchBytes:  opts.MaxBatchBytes,
 			}
 			switch opts.Durability {
 			case "":
 			case "write":
-				cfg.Durability = client.AcksWrite
+				cfg.Durability = client.DurabilityWrite
 			case "fsync":
-				cfg.Durability = client.AcksFsync
+				cfg.Durability = client.DurabilityFsync
 			default:
 				return cmdutil.Usagef("durability %q: use write or fsync", opts.Durability)
 			}

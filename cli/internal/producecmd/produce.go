@@ -14,7 +14,6 @@ import (
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/client"
-	"github.com/spatehq/spate/internal/batch"
 )
 
 // Options are the flags of `spate produce`.
@@ -79,7 +78,7 @@ func run(cmd *cobra.Command, opts *Options) error {
 	if opts.Key != "" && opts.KeySeparator != "" {
 		return cmdutil.Usagef("use --key or --key-separator, not both")
 	}
-	comp, err := batch.ParseCompression(opts.Compression)
+	comp, err := client.ParseCompression(opts.Compression)
 	if err != nil {
 		return &cmdutil.UsageError{Err: err}
 	}
@@ -114,7 +113,7 @@ func run(cmd *cobra.Command, opts *Options) error {
 		return err
 	}
 	ctx := cmd.Context()
-	p, err := c.NewProducer(opts.Topic, popts...)
+	p, err := c.NewProducer(ctx, opts.Topic, popts...)
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,14 @@ func (c *Consume) Consume(ctx context.Context, req *connect.Request[dataplanev1.
 // stream sends one partition from next until end (when hasEnd) or until
 // ctx ends.
 func (c *Consume) stream(ctx context.Context, r *replica.Replica, next, end int64, hasEnd bool, maxBytes int, send func(*dataplanev1.ConsumeResponse) error) error {
+	// The first response confirms the stream at once (a client waits for
+	// the response headers) and tells where the partition starts.
+	if err := send(&dataplanev1.ConsumeResponse{
+		Partition: r.Partition, NextOffset: next,
+		StartOffset: r.Log.StartOffset(), EndOffset: r.Log.EndOffset(),
+	}); err != nil {
+		return err
+	}
 	buf := make([]byte, 0, maxBytes)
 	for {
 		if hasEnd && next >= end {

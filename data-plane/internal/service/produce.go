@@ -138,4 +138,3 @@ func (p *Produce) fail(err error) (uint32, string) {
 	}
 	return uint32(ce.Code()), ce.Message()
 }
-

@@ -147,7 +147,9 @@ func (x *PartitionConsume) GetEndOffset() int64 {
 	return 0
 }
 
-// ConsumeResponse carries whole batches of one partition, as stored.
+// ConsumeResponse carries whole batches of one partition, as stored. The
+// first response of each partition carries no batches: it confirms the
+// stream and gives the resolved start offset as next_offset.
 type ConsumeResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
