@@ -29,6 +29,10 @@
 // SPU can assign offsets without recomputing it. A batch is never split: the
 // total size of a batch is 12 + batch length.
 //
+// The first timestamp is the first record's and the max timestamp the
+// largest of the batch. Producers need not append records in timestamp
+// order, so a record's timestamp delta may be negative.
+//
 // # Record layout
 //
 // After decompression, the records section holds record count records, each:
@@ -50,6 +54,23 @@
 // Varints are zigzag-encoded signed integers, as encoding/binary's PutVarint
 // writes them. Offset deltas in a batch are 0, 1, ... record count - 1: offsets
 // are dense.
+//
+// # Compression
+//
+// The codec compresses the records section as a whole, in its standard
+// framing:
+//
+//	none    the records as they are
+//	gzip    a gzip stream (RFC 1952)
+//	snappy  one Snappy block in the raw block format: no stream framing, no
+//	        S2 extensions
+//	lz4     an LZ4 frame (LZ4 frame format); Builder writes 64 KiB
+//	        independent blocks and declares the content size
+//	zstd    one or more Zstandard frames (RFC 8878)
+//
+// Readers refuse a records section that decompresses to more than
+// MaxRecordsBytes, whatever the codec, so that a small batch cannot make them
+// allocate without bound.
 //
 // # Compatibility
 //
