@@ -24,7 +24,7 @@ build: ## Build the spate binary into bin/spate
 .PHONY: test
 test: build ## Run vet and the whole test suite (race detector on)
 	$(GO) vet $(PKGS)
-	$(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
+	SPATE_BIN=$(SPATE) $(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
 
 .PHONY: test-short
 test-short: ## Run the fast tests only

@@ -1,0 +1,47 @@
+// Package client is the Go SDK of Spate: it produces records to topics,
+// consumes them, and runs admin calls.
+//
+// Make one Client per cluster and share it:
+//
+//	c, err := client.New(client.WithSPU("http://localhost:9010"))
+//
+// # Producing
+//
+// A Producer batches records per partition and pipelines the batches to
+// the SPUs. Produce is asynchronous and reports each record's offset, or
+// its error, to a callback; ProduceSync waits; Flush waits for everything
+// produced so far:
+//
+//	p, err := c.NewProducer(ctx, "events")
+//	p.Produce(ctx, client.Record{Key: k, Value: v}, func(r client.Record, err error) { ... })
+//	err = p.Flush(ctx)
+//
+// Records with the same key go to the same partition (see
+// HashPartitioner). A broken connection fails the records in flight with
+// ErrConnectionLost rather than sending them twice; IsRetriable tells the
+// errors worth a retry.
+//
+// # Consuming
+//
+// A Consumer streams records pushed by the SPUs, from a start Offset,
+// and resumes by itself after a broken connection without losing or
+// repeating records:
+//
+//	cons, err := c.Consume(ctx, "events", client.WithStart(client.Beginning()))
+//	for {
+//		r, err := cons.Next(ctx)
+//		...
+//	}
+//
+// # Errors
+//
+// Errors are *connect.Error values (connectrpc.com/connect) wrapping the
+// cause; connect.CodeOf gives the code, and the sentinels of this package
+// (ErrRecordTooLarge, ErrConnectionLost, ...) work with errors.Is.
+//
+// # Transport
+//
+// The client speaks Connect over HTTP/2: h2c (HTTP/2 without TLS) for
+// http:// URLs, which is the insecure development mode of the SPU, and
+// TLS for https:// URLs.
+package client
