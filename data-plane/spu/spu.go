@@ -58,7 +58,10 @@ type Config struct {
 	// Pprof serves Go's profiler at /debug/pprof/ (off by default).
 	Pprof bool
 
-	// ShutdownTimeout bounds a graceful stop. Default 10 seconds.
+	// ShutdownTimeout bounds a graceful stop: stream contexts are cancelled
+	// at once, unary calls get this long to finish, then every connection is
+	// closed (which also ends produce streams waiting for their next
+	// request). Default 2 seconds.
 	ShutdownTimeout time.Duration
 }
 
@@ -186,7 +189,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case <-ctx.Done():
 		timeout := s.cfg.ShutdownTimeout
 		if timeout == 0 {
-			timeout = 10 * time.Second
+			timeout = 2 * time.Second
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		// Streams run on ctx, which is done: they end, and Shutdown returns.
