@@ -1,0 +1,47 @@
+package replica_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spatehq/spate/data-plane/internal/commitlog"
+	"github.com/spatehq/spate/data-plane/internal/replica"
+)
+
+func TestSettingsApply(t *testing.T) {
+	d := commitlog.DefaultConfig()
+	tests := []struct {
+		name  string
+		s     replica.Settings
+		check func(commitlog.Config) bool
+		err   bool
+	}{
+		{name: "zero takes the defaults", s: replica.Settings{}, check: func(c commitlog.Config) bool { return c == d }},
+		{name: "retention forever", s: replica.Settings{RetentionMS: -1}, check: func(c commitlog.Config) bool { return c.RetentionTime == 0 }},
+		{name: "retention a year", s: replica.Settings{RetentionMS: 365 * 24 * 3600 * 1000}, check: func(c commitlog.Config) bool { return c.RetentionTime == 365*24*time.Hour }},
+		{name: "no size limit", s: replica.Settings{RetentionBytes: -1}, check: func(c commitlog.Config) bool { return c.RetentionBytes == 0 }},
+		{name: "fsync", s: replica.Settings{Durability: "fsync"}, check: func(c commitlog.Config) bool { return c.Durability == commitlog.Fsync }},
+		{name: "segment size", s: replica.Settings{SegmentBytes: 1 << 20}, check: func(c commitlog.Config) bool { return c.SegmentBytes == 1<<20 }},
+		{name: "bad retention", s: replica.Settings{RetentionMS: -2}, err: true},
+		{name: "bad durability", s: replica.Settings{Durability: "maybe"}, err: true},
+		{name: "negative segment", s: replica.Settings{SegmentBytes: -1}, err: true},
+		{name: "segment too large", s: replica.Settings{SegmentBytes: 1 << 40}, err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.s.Apply(d)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("Apply(%+v) = %+v, want an error", tt.s, c)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("Apply(%+v) = %+v", tt.s, c)
+			}
+		})
+	}
+}
