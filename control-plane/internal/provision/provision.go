@@ -1,0 +1,46 @@
+// Package provision starts and keeps the SPUs of a cluster running. The
+// control plane asks a Provisioner for a cluster of N SPUs and reads back
+// their state; how they run (local processes here, a StatefulSet on
+// Kubernetes later) is the Provisioner's business.
+package provision
+
+import "context"
+
+// ClusterSpec is what the control plane wants running.
+type ClusterSpec struct {
+	// Name identifies the cluster; it names folders and log files.
+	Name string
+	// SPUs is how many SPUs to run, with ids 0..SPUs-1.
+	SPUs int
+	// ControlPlane is the URL the SPUs register with.
+	ControlPlane string
+}
+
+// SPUState is one provisioned SPU as the provisioner sees it.
+type SPUState struct {
+	ID int32
+	// Address is the URL clients use to reach the SPU.
+	Address string
+	// Running is false while the SPU is being (re)started.
+	Running bool
+	// Restarts counts how often the SPU was restarted after dying.
+	Restarts int
+	// LastError says why the SPU last failed to start or died, if it did.
+	LastError string
+}
+
+// Provisioner runs the SPUs of clusters. Implementations are safe for
+// concurrent use.
+type Provisioner interface {
+	// Ensure makes the cluster match spec: starts missing SPUs, stops
+	// surplus ones. It is idempotent and returns once the SPUs were
+	// started (not necessarily registered). An SPU that dies later is
+	// restarted by the provisioner on its own.
+	Ensure(ctx context.Context, spec ClusterSpec) error
+	// State returns the SPUs of a cluster, ordered by id.
+	State(cluster string) []SPUState
+	// Delete stops a cluster's SPUs; with deleteData it removes their data.
+	Delete(ctx context.Context, cluster string, deleteData bool) error
+	// Close stops every SPU it started and waits for them.
+	Close() error
+}
