@@ -317,7 +317,7 @@ func (l *Log) Read(offset int64, maxBytes int, buf []byte) (data []byte, err err
 		if err != nil {
 			return nil, err
 		}
-		data, err = s.read(f, index, offset, maxBytes, buf, slack)
+		data, err = s.read(f, index, offset, end, maxBytes, buf, slack)
 		if errors.Is(err, errIndexMismatch) {
 			if attempt == 0 && i < len(l.segs)-1 {
 				l.logger.Warn("rebuilding offset index", "segment", s.base, "reason", err)

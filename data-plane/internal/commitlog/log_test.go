@@ -374,3 +374,41 @@ func TestLeaderEpochStamped(t *testing.T) {
 		t.Fatalf("leader epoch after reopen = %d, want 7", got)
 	}
 }
+
+// TestReadNeverReturnsBatchesPastTheEndOffset tails a log while it is
+// appended to in small batches. Append grows a segment before it publishes
+// the new end offset; a Read in between must not return the batch that is
+// not published yet, or the tailing reader would ask for an offset past the
+// end and fail with ErrOffsetOutOfRange.
+func TestReadNeverReturnsBatchesPastTheEndOffset(t *testing.T) {
+	l := open(t, t.TempDir(), testConfig())
+	const batches = 20000
+	b := makeBatch(t, 0, 1, 10, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range batches {
+			if _, _, err := l.Append(slices.Clone(b)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var next int64
+	buf := make([]byte, 0, 64<<10)
+	for next < batches {
+		end := l.EndOffset()
+		data, err := l.Read(next, 64<<10, buf)
+		if err != nil {
+			t.Fatalf("read at %d: %v", next, err)
+		}
+		for _, raw := range splitBatches(t, data) {
+			h, _ := batch.ParseHeader(raw)
+			next = h.NextOffset()
+		}
+		if len(data) == 0 && end > next {
+			t.Fatalf("read at %d returned nothing below end offset %d", next, end)
+		}
+	}
+	<-done
+}

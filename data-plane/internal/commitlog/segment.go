@@ -569,7 +569,11 @@ var errIndexMismatch = errors.New("offset index does not match the log")
 // up to maxBytes in all but at least one batch, as Log.Read documents. It
 // walks the batch headers from the index entry below offset, reading chunks
 // of slack bytes, then reads the batches into buf[0:] if they fit.
-func (s *segment) read(f *os.File, index []offsetEntry, offset int64, maxBytes int, buf []byte, slack int) ([]byte, error) {
+//
+// It returns only batches below end, the log end offset the caller read:
+// Append grows the segment's size before it publishes the new end offset,
+// so the segment may already hold batches that readers must not see yet.
+func (s *segment) read(f *os.File, index []offsetEntry, offset, end int64, maxBytes int, buf []byte, slack int) ([]byte, error) {
 	limit := s.size.Load()
 	rel, pos := lookupOffset(index, uint32(offset-s.base))
 	buf = buf[:cap(buf)]
@@ -619,7 +623,7 @@ func (s *segment) read(f *os.File, index []offsetEntry, offset int64, maxBytes i
 	q := h.Size()
 	for q+batch.HeaderSize <= len(d) {
 		h, err := batch.ParseHeader(d[q:])
-		if err != nil || q+h.Size() > len(d) || q+h.Size() > maxBytes {
+		if err != nil || q+h.Size() > len(d) || q+h.Size() > maxBytes || h.BaseOffset >= end {
 			break
 		}
 		q += h.Size()

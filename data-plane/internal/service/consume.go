@@ -121,7 +121,7 @@ func (c *Consume) stream(ctx context.Context, r *replica.Replica, next, end int6
 		changed := r.Log.Changed()
 		data, err := r.Log.Read(next, maxBytes, buf[:0])
 		if err != nil {
-			if errors.Is(err, commitlog.ErrOffsetOutOfRange) {
+			if errors.Is(err, commitlog.ErrOffsetOutOfRange) && next < r.Log.StartOffset() {
 				return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
 					"partition %d: offset %d is no longer retained (the partition now starts at %d); resume from the beginning",
 					r.Partition, next, r.Log.StartOffset()))

@@ -46,22 +46,7 @@ func (p *Partitions) ListPartitions(ctx context.Context, req *connect.Request[da
 // EnsureReplica creates a replica or updates its settings; idempotent.
 func (p *Partitions) EnsureReplica(ctx context.Context, req *connect.Request[internalv1.EnsureReplicaRequest]) (*connect.Response[internalv1.EnsureReplicaResponse], error) {
 	m := req.Msg
-	spec := replica.Spec{Topic: m.Topic, Partition: m.Partition, LeaderEpoch: m.LeaderEpoch}
-	if c := m.Config; c != nil {
-		spec.Settings = replica.Settings{
-			SegmentBytes:   c.SegmentBytes,
-			SegmentAgeMS:   c.SegmentAgeMs,
-			RetentionMS:    c.RetentionMs,
-			RetentionBytes: c.RetentionBytes,
-			MaxBatchBytes:  int(c.MaxBatchBytes),
-		}
-		switch c.Durability {
-		case internalv1.Durability_DURABILITY_WRITE:
-			spec.Settings.Durability = "write"
-		case internalv1.Durability_DURABILITY_FSYNC:
-			spec.Settings.Durability = "fsync"
-		}
-	}
+	spec := replica.Spec{Topic: m.Topic, Partition: m.Partition, LeaderEpoch: m.LeaderEpoch, Settings: replica.SettingsFromProto(m.Config)}
 	created, err := p.Replicas.Ensure(spec)
 	if err != nil {
 		if connectCode(err) == connect.CodeInternal {

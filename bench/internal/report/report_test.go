@@ -1,0 +1,63 @@
+package report_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spatehq/spate/bench/internal/machine"
+	"github.com/spatehq/spate/bench/internal/report"
+	"github.com/spatehq/spate/bench/internal/scenario"
+)
+
+func TestWrite(t *testing.T) {
+	o := scenario.Options{Duration: time.Second, LatencyDuration: time.Second, LatencyRate: 10_000}
+	var results []scenario.Result
+	for _, s := range scenario.Plan(scenario.Write, o) {
+		for _, sys := range []string{"spate", "jetstream"} {
+			r := scenario.NewResult(s, sys)
+			r.SetThroughput(1_000_000, s.RecordBytes, time.Second)
+			r.Command = "cmd | with a pipe"
+			results = append(results, r)
+		}
+	}
+	results[3].Error = "it broke\nbadly"
+	run := report.Run{
+		Started: time.Unix(0, 0), Finished: time.Unix(60, 0), CommandLine: "spatebench",
+		Machine: machine.Info{DiskWriteMBPerSec: 500}, Options: o, Results: results,
+	}
+	dir := t.TempDir()
+	if err := report.Write(dir, run); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, report.MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| produce-100B-p1-write | 1,000,000 |", "1.0x", "failed: it broke", `cmd \| with a pipe`, "## How each figure is measured"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("RESULTS.md has no %q", want)
+		}
+	}
+	js, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Results []map[string]any `json:"results"`
+	}
+	if err := json.Unmarshal(js, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Results) != len(results) {
+		t.Fatalf("results.json has %d results, want %d", len(got.Results), len(results))
+	}
+	for _, k := range []string{"scenario", "system", "record_bytes", "partitions", "durability", "records_per_sec", "mb_per_sec", "p50_ms", "p99_ms", "p999_ms", "rss_mb", "command"} {
+		if _, ok := got.Results[0][k]; !ok {
+			t.Errorf("a result in results.json has no %q", k)
+		}
+	}
+}

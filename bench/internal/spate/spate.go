@@ -1,0 +1,418 @@
+// Package spate runs the benchmark scenarios against Spate: it starts an
+// SPU as a separate process (`spate spu serve`) and drives it in-process
+// with the Go SDK (package client), the way an application would.
+//
+//   - Produce: one Producer sends records in a loop for the scenario's
+//     time, then flushes; the rate counts from the first send to the last
+//     acknowledgement. Keyless records spread over the partitions, a batch
+//     at a time (the SDK's default partitioner).
+//   - Consume: one Consumer reads every partition of the produce
+//     scenario's topic from the beginning until it has seen every record.
+//   - Latency: a Producer with linger 0, paced by the benchmark, writes its
+//     clock into the first 8 bytes of each value; a Consumer started first
+//     subtracts it on receipt.
+//   - Durability: the SPU runs with --fsync in the Fsync mode, and the
+//     producer asks for the matching acks (AcksWrite or AcksFsync).
+package spate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"github.com/spatehq/spate/bench/internal/proc"
+	"github.com/spatehq/spate/bench/internal/scenario"
+	"github.com/spatehq/spate/client"
+)
+
+// Name is the system's name in reports.
+const Name = "spate"
+
+// Producer settings of the throughput scenarios.
+const (
+	linger     = 5 * time.Millisecond
+	batchBytes = 1 << 20
+)
+
+// Config configures the Spate side.
+type Config struct {
+	// Binary is the path of the spate binary.
+	Binary string
+	// WorkDir holds the SPU's data directory; it must exist.
+	WorkDir string
+	// ServerLog receives the SPU's output; discarded when nil.
+	ServerLog io.Writer
+	// Logger reports progress.
+	Logger *slog.Logger
+	// ProfileDir, when set, receives a CPU profile of the SPU (from its
+	// /debug/pprof, so the SPU runs with --pprof) and one of the
+	// benchmark's own process (the client) for each scenario.
+	ProfileDir string
+	// Rerun is a format for the command that runs one scenario again; %s
+	// is the scenario's name.
+	Rerun string
+}
+
+// System drives one SPU at a time.
+type System struct {
+	cfg Config
+
+	// Set by Start, cleared by Stop.
+	spu        *proc.Process
+	addr       string
+	dir        string
+	serverLine string
+	durability scenario.Durability
+	client     *client.Client
+	// produced counts the records of each topic.
+	produced map[string]int64
+	// topics holds the partition counts of the topics made so far, to
+	// delete before the next scenario writes, as the JetStream side does.
+	topics map[string]int
+}
+
+// New returns a System; it starts nothing.
+func New(cfg Config) *System {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &System{cfg: cfg}
+}
+
+// Name returns "spate".
+func (s *System) Name() string { return Name }
+
+// Start starts an SPU on a fresh data directory, with --fsync in the Fsync
+// mode.
+func (s *System) Start(ctx context.Context, d scenario.Durability) error {
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(s.cfg.WorkDir, "spate-"+string(d)+"-")
+	if err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	args := []string{"spu", "serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn"}
+	if d == scenario.Fsync {
+		args = append(args, "--fsync")
+	}
+	if s.cfg.ProfileDir != "" {
+		args = append(args, "--pprof")
+	}
+	p, err := proc.Start(proc.Spec{Path: s.cfg.Binary, Args: args, Log: s.cfg.ServerLog})
+	if err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("spate: %w", err)
+	}
+	if err := proc.WaitListening(ctx, p, addr, 30*time.Second); err != nil {
+		p.Stop()
+		os.RemoveAll(dir)
+		return fmt.Errorf("spate: %w", err)
+	}
+	c, err := client.New(client.WithSPU("http://"+addr), client.WithLogger(s.cfg.Logger))
+	if err != nil {
+		p.Stop()
+		os.RemoveAll(dir)
+		return fmt.Errorf("spate: %w", err)
+	}
+	s.spu, s.addr, s.dir, s.durability, s.client = p, addr, dir, d, c
+	s.serverLine = "spate spu serve --addr 127.0.0.1:PORT --data-dir DIR --log-level warn"
+	if d == scenario.Fsync {
+		s.serverLine += " --fsync"
+	}
+	s.produced = make(map[string]int64)
+	s.topics = make(map[string]int)
+	return nil
+}
+
+// ServerPID returns the SPU's pid.
+func (s *System) ServerPID() int { return s.spu.Pid() }
+
+// Stop stops the SPU and deletes its data.
+func (s *System) Stop() {
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+	if s.spu != nil {
+		s.spu.Stop()
+		s.spu = nil
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+		s.dir = ""
+	}
+}
+
+// Run runs one scenario.
+func (s *System) Run(ctx context.Context, sc scenario.Scenario) (scenario.Result, error) {
+	r := scenario.NewResult(sc, Name)
+	r.Server = s.serverLine
+	if s.cfg.Rerun != "" {
+		r.Command = fmt.Sprintf(s.cfg.Rerun, sc.Name())
+	}
+	if err := s.spu.Exited(); err != nil {
+		return r, fmt.Errorf("spate: the SPU is down: %w", err)
+	}
+	stopProfiles := s.startProfiles(ctx, sc)
+	var err error
+	switch sc.Kind {
+	case scenario.Produce:
+		err = s.produce(ctx, sc, &r)
+	case scenario.Consume:
+		err = s.consume(ctx, sc, &r)
+	case scenario.Latency:
+		err = s.latency(ctx, sc, &r)
+	default:
+		err = fmt.Errorf("spate: no runner for scenario kind %q", sc.Kind)
+	}
+	if perr := stopProfiles(); perr != nil {
+		s.cfg.Logger.Warn("profile", "scenario", sc.Name(), "err", perr)
+	}
+	return r, err
+}
+
+func (s *System) acks() client.Acks {
+	if s.durability == scenario.Fsync {
+		return client.AcksFsync
+	}
+	return client.AcksWrite
+}
+
+// createTopic deletes the topics of earlier scenarios, then creates the
+// partitions of topic.
+func (s *System) createTopic(ctx context.Context, topic string, partitions int) error {
+	for t, n := range s.topics {
+		for i := range n {
+			if _, err := s.client.RemovePartition(ctx, t, int32(i)); err != nil {
+				return fmt.Errorf("spate: %w", err)
+			}
+		}
+		delete(s.topics, t)
+		delete(s.produced, t)
+	}
+	s.topics[topic] = partitions
+	d := client.DurabilityWrite
+	if s.durability == scenario.Fsync {
+		d = client.DurabilityFsync
+	}
+	for i := range partitions {
+		if _, err := s.client.EnsurePartition(ctx, topic, int32(i), client.PartitionConfig{Durability: d, Retention: -1}); err != nil {
+			return fmt.Errorf("spate: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *System) produce(ctx context.Context, sc scenario.Scenario, r *scenario.Result) error {
+	topic := sc.Topic()
+	if err := s.createTopic(ctx, topic, sc.Partitions); err != nil {
+		return err
+	}
+	p, err := s.client.NewProducer(ctx, topic, client.WithLinger(linger), client.WithBatchBytes(batchBytes), client.WithAcks(s.acks()))
+	if err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	defer p.Close()
+	r.Settings = fmt.Sprintf("one producer, linger %s, batches up to %d KiB, no compression, %d requests in flight, acks %s",
+		linger, batchBytes>>10, client.DefaultMaxInFlight, s.acks())
+
+	value := make([]byte, sc.RecordBytes)
+	rand.Read(value)
+	var n int64
+	start := time.Now()
+	deadline := start.Add(sc.Duration)
+	for {
+		// Look at the clock every 256 records only.
+		for range 256 {
+			p.Produce(ctx, client.Record{Value: value}, nil)
+		}
+		n += 256
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	elapsed := time.Since(start)
+	s.produced[topic] = n
+	r.SetThroughput(n, sc.RecordBytes, elapsed)
+	return nil
+}
+
+func (s *System) consume(ctx context.Context, sc scenario.Scenario, r *scenario.Result) error {
+	topic := sc.Topic()
+	want, ok := s.produced[topic]
+	if !ok {
+		return fmt.Errorf("spate: nothing to consume: scenario %s did not run", sc.Needs)
+	}
+	r.Settings = "one consumer of every partition from the beginning, NextBatch, responses up to 1 MiB"
+	start := time.Now()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := s.client.Consume(cctx, topic, client.WithStart(client.Beginning()))
+	if err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	defer cons.Close()
+	var n, bytes int64
+	for n < want {
+		recs, err := cons.NextBatch(cctx)
+		if err != nil {
+			return fmt.Errorf("spate: consumed %d of %d records: %w", n, want, err)
+		}
+		n += int64(len(recs))
+		for i := range recs {
+			bytes += int64(len(recs[i].Value))
+		}
+	}
+	elapsed := time.Since(start)
+	if bytes != n*int64(sc.RecordBytes) {
+		return fmt.Errorf("spate: consumed %d bytes of values in %d records, want %d bytes each", bytes, n, sc.RecordBytes)
+	}
+	r.SetThroughput(n, sc.RecordBytes, elapsed)
+	return nil
+}
+
+func (s *System) latency(ctx context.Context, sc scenario.Scenario, r *scenario.Result) error {
+	topic := sc.Topic()
+	if err := s.createTopic(ctx, topic, 1); err != nil {
+		return err
+	}
+	total := int(float64(sc.Rate) * sc.Duration.Seconds())
+	r.Settings = fmt.Sprintf("one producer, linger 0, acks %s, paced by the benchmark; one consumer from the beginning, in the same process", s.acks())
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := s.client.Consume(cctx, topic, client.WithStart(client.Beginning()))
+	if err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	defer cons.Close()
+	type sample struct{ sent, latency int64 }
+	samples := make([]sample, 0, total)
+	consumed := make(chan error, 1)
+	go func() {
+		for len(samples) < total {
+			recs, err := cons.NextBatch(cctx)
+			now := time.Now().UnixNano()
+			if err != nil {
+				consumed <- err
+				return
+			}
+			for i := range recs {
+				sent := int64(binary.LittleEndian.Uint64(recs[i].Value))
+				samples = append(samples, sample{sent, now - sent})
+			}
+		}
+		consumed <- nil
+	}()
+
+	p, err := s.client.NewProducer(ctx, topic, client.WithLinger(0), client.WithAcks(s.acks()))
+	if err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	defer p.Close()
+	value := make([]byte, sc.RecordBytes)
+	rand.Read(value)
+	interval := time.Second / time.Duration(sc.Rate)
+	start := time.Now()
+	for sent := 0; sent < total && ctx.Err() == nil; {
+		due := min(total, int(time.Since(start)/interval)+1)
+		for ; sent < due; sent++ {
+			binary.LittleEndian.PutUint64(value, uint64(time.Now().UnixNano()))
+			p.Produce(ctx, client.Record{Value: value}, nil)
+		}
+		time.Sleep(interval)
+	}
+	if err := p.Flush(ctx); err != nil {
+		return fmt.Errorf("spate: %w", err)
+	}
+	drain := max(10*time.Second, 4*sc.Duration)
+	select {
+	case err := <-consumed:
+		if err != nil {
+			return fmt.Errorf("spate: consume: %w", err)
+		}
+	case <-time.After(drain):
+		cancel()
+		<-consumed
+		r.Notes = fmt.Sprintf("received %d of %d records within %s of the last send", len(samples), total, drain)
+	}
+	if len(samples) == 0 {
+		return errors.New("spate: the consumer received nothing")
+	}
+	lat := make([]time.Duration, len(samples))
+	first, last := samples[0].sent, samples[0].sent
+	for i, x := range samples {
+		lat[i] = time.Duration(x.latency)
+		first, last = min(first, x.sent), max(last, x.sent)
+	}
+	r.SetThroughput(int64(len(samples)), sc.RecordBytes, time.Duration(last-first))
+	r.SetLatencies(lat)
+	return nil
+}
+
+// startProfiles starts CPU profiles of the SPU and of this process when a
+// profile folder is set, and returns the function that stops them and
+// writes the files.
+func (s *System) startProfiles(ctx context.Context, sc scenario.Scenario) func() error {
+	if s.cfg.ProfileDir == "" {
+		return func() error { return nil }
+	}
+	base := filepath.Join(s.cfg.ProfileDir, sc.Name())
+	clientFile, err := os.Create(base + ".client.pprof")
+	if err == nil {
+		if err = pprof.StartCPUProfile(clientFile); err != nil {
+			clientFile.Close()
+			clientFile = nil
+		}
+	}
+	// The SPU profiles for the scenario's time; the request runs alongside.
+	secs := max(1, int(sc.Duration.Seconds()))
+	spuDone := make(chan error, 1)
+	go func() { spuDone <- fetchProfile(ctx, "http://"+s.addr, secs, base+".spu.pprof") }()
+	return func() error {
+		if clientFile != nil {
+			pprof.StopCPUProfile()
+			clientFile.Close()
+		}
+		return errors.Join(err, <-spuDone)
+	}
+}
+
+// fetchProfile asks the SPU for a CPU profile of secs seconds.
+func fetchProfile(ctx context.Context, url string, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("spate: SPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("spate: SPU profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
