@@ -47,7 +47,7 @@ checkgenerate: generate ## Fail if the committed generated code is not what `mak
 	@test -z "$$(git status --porcelain -- api/gen)" || { echo "untracked generated files:"; git status --porcelain -- api/gen; exit 1; }
 
 .PHONY: run
-run: build ## Start a local SPU and run a demo that produces and consumes
+run: build ## Start a local cluster (spate local up --spus 3) and run a demo that produces and consumes
 	$(CURDIR)/infra/scripts/demo.sh $(SPATE)
 
 .PHONY: bench

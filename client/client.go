@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
 	dataplanev1 "github.com/spatehq/spate/api/gen/spate/dataplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
@@ -35,33 +36,46 @@ type Client struct {
 	resolver   resolver
 	connectOps []connect.ClientOption
 
+	// The control plane's services; nil without WithControlPlane.
+	controlPlane string
+	topics       controlplanev1connect.TopicServiceClient
+	metadata     controlplanev1connect.MetadataServiceClient
+
 	mu   sync.Mutex          // guards spus
 	spus map[string]*spuConn // by endpoint URL
 }
 
 type clientConfig struct {
-	spu        string
-	httpClient *http.Client
-	logger     *slog.Logger
+	spu          string
+	controlPlane string
+	httpClient   *http.Client
+	logger       *slog.Logger
 }
 
-// New returns a Client configured by opts. WithSPU is required for now.
-// New does no I/O: an unreachable SPU shows in the first call.
+// New returns a Client configured by opts: WithControlPlane, to follow a
+// cluster, or WithSPU, to talk to one SPU that holds every partition. With
+// both, admin calls go to the control plane and records to the SPU.
+// New does no I/O: an unreachable server shows in the first call.
 func New(opts ...Option) (*Client, error) {
 	var cfg clientConfig
 	for _, o := range opts {
 		o.applyToClient(&cfg)
 	}
-	if cfg.spu == "" {
-		return nil, errors.New("client: no SPU URL: pass WithSPU(\"http://host:port\")")
+	if cfg.spu == "" && cfg.controlPlane == "" {
+		return nil, errors.New("client: no control plane or SPU URL: pass WithControlPlane(\"http://host:port\") or WithSPU(\"http://host:port\")")
 	}
-	spu := cfg.spu
-	if !strings.Contains(spu, "://") {
-		spu = "http://" + spu
+	var spu, cp string
+	if cfg.spu != "" {
+		spu = normalizeURL(cfg.spu)
+		if !validURL(spu) {
+			return nil, fmt.Errorf("client: SPU URL %q: use http://host:port (or https://)", cfg.spu)
+		}
 	}
-	spu = strings.TrimRight(spu, "/")
-	if u, err := url.Parse(spu); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: SPU URL %q: use http://host:port (or https://)", cfg.spu)
+	if cfg.controlPlane != "" {
+		cp = normalizeURL(cfg.controlPlane)
+		if !validURL(cp) {
+			return nil, fmt.Errorf("client: control plane URL %q: use http://host:port (or https://)", cfg.controlPlane)
+		}
 	}
 	c := &Client{
 		logger: cfg.logger,
@@ -82,14 +96,42 @@ func New(opts ...Option) (*Client, error) {
 		c.ownHTTP = defaultHTTPClient()
 		c.httpClient = c.ownHTTP
 	}
-	c.resolver = &staticResolver{client: c, endpoint: spu}
+	if cp != "" {
+		c.controlPlane = cp
+		c.topics = controlplanev1connect.NewTopicServiceClient(c.httpClient, cp, c.connectOps...)
+		c.metadata = controlplanev1connect.NewMetadataServiceClient(c.httpClient, cp, c.connectOps...)
+	}
+	if spu != "" {
+		c.resolver = &staticResolver{client: c, endpoint: spu}
+	} else {
+		c.resolver = newMetadataResolver(c, cp)
+	}
 	return c, nil
 }
 
-// Close releases the idle connections of the client's default HTTP client.
-// Close producers and consumers first. It returns nil; the error is there
+// normalizeURL adds "http://" to a URL without a scheme and drops trailing
+// slashes.
+func normalizeURL(u string) string {
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	return strings.TrimRight(u, "/")
+}
+
+// validURL reports whether u is an http or https URL with a host.
+func validURL(u string) bool {
+	pu, err := url.Parse(u)
+	return err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != ""
+}
+
+// Close stops the client's metadata watch and releases the idle
+// connections of its default HTTP client. Close producers and consumers
+// first. It returns nil; the error is there
 // for future use.
 func (c *Client) Close() error {
+	if r, ok := c.resolver.(*metadataResolver); ok {
+		r.stop()
+	}
 	if c.ownHTTP != nil {
 		c.ownHTTP.CloseIdleConnections()
 	}
@@ -148,8 +190,8 @@ func (c *Client) spu(url string) *spuConn {
 }
 
 // resolver tells where partitions live. Its methods are safe for
-// concurrent use. The staticResolver places every partition on one SPU; a
-// watch of the control plane's metadata will replace it.
+// concurrent use. The staticResolver places every partition on one SPU;
+// the metadataResolver follows the control plane's metadata.
 type resolver interface {
 	// partitions returns the partitions of topic, sorted by number, each
 	// with the URL of the SPU that leads it. It returns an empty slice,
@@ -160,6 +202,15 @@ type resolver interface {
 	leader(ctx context.Context, topic string, partition int32) (string, error)
 	// endpoints returns the URLs of every SPU, for calls that ask them all.
 	endpoints(ctx context.Context) ([]string, error)
+}
+
+// leaderWatcher is implemented by resolvers whose leaders change, so that
+// producers and consumers move to a new leader.
+type leaderWatcher interface {
+	// changes returns a channel closed at the next change of placement.
+	changes() <-chan struct{}
+	// currentLeader returns the leader URL known now, "" when none.
+	currentLeader(topic string, partition int32) string
 }
 
 // partitionLeader is a partition and the URL of its leader.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -25,18 +26,25 @@ import (
 // Next and NextBatch must be called from one goroutine at a time; Close may
 // be called from any.
 type Consumer struct {
-	topic  string
-	cfg    consumeConfig
-	logger *slog.Logger
-	ctx    context.Context // the consumer's life; canceled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup   // the streams' goroutines
-	items  chan consumeItem // from the streams to Next
-	closed chan struct{}    // closed by Close
-	once   sync.Once        // closes closed
+	topic   string
+	cfg     consumeConfig
+	logger  *slog.Logger
+	client  *Client
+	watcher leaderWatcher   // nil for a static SPU
+	ctx     context.Context // the consumer's life; canceled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup   // the streams' goroutines
+	items   chan consumeItem // from the streams to Next
+	closed  chan struct{}    // closed by Close
+	once    sync.Once        // closes closed
+
+	// live counts the streams that have not ended: incremented before a
+	// stream's goroutine starts (by Consume or by a stream that hands
+	// partitions to a new leader), decremented by Next when the stream's
+	// last item arrives.
+	live atomic.Int32
 
 	// The caller's side, touched only by Next and NextBatch.
-	live    int            // streams that have not ended
 	recs    []Record       // records of the last response, reused
 	pos     int            // the next of recs to return
 	scratch []batch.Record // decoded records, reused
@@ -126,31 +134,58 @@ func (c *Client) Consume(ctx context.Context, topic string, opts ...ConsumeOptio
 		groups[l.leader] = append(groups[l.leader], cur)
 	}
 	for _, url := range urls {
-		if err := c.resolveStart(ctx, url, topic, cfg, groups[url]); err != nil {
+		if err := c.resolveStartRetry(ctx, url, topic, cfg, groups[url]); err != nil {
 			return nil, err
 		}
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
+	watcher, _ := c.resolver.(leaderWatcher)
 	cons := &Consumer{
-		topic:  topic,
-		cfg:    cfg,
-		logger: c.logger.With("topic", topic),
-		ctx:    runCtx,
-		cancel: cancel,
-		items:  make(chan consumeItem, 2),
-		closed: make(chan struct{}),
+		topic:   topic,
+		cfg:     cfg,
+		client:  c,
+		watcher: watcher,
+		logger:  c.logger.With("topic", topic),
+		ctx:     runCtx,
+		cancel:  cancel,
+		items:   make(chan consumeItem, 2),
+		closed:  make(chan struct{}),
 	}
 	for _, url := range urls {
 		cursors := groups[url]
 		for _, cur := range cursors {
 			cur.done = cur.end >= 0 && cur.next >= cur.end
 		}
-		cons.live++
+		cons.live.Add(1)
 		cons.wg.Add(1)
 		go cons.run(runCtx, c.spu(url), cursors)
 	}
 	return cons, nil
+}
+
+// replicaWait bounds how long, with a control plane, the client waits for a
+// partition's leader to create the replica the metadata says it leads.
+const replicaWait = 10 * time.Second
+
+// resolveStartRetry is resolveStart, retried for a while with a control
+// plane when the leader does not hold the partition yet: a topic just
+// created is placed before its replicas exist.
+func (c *Client) resolveStartRetry(ctx context.Context, url, topic string, cfg consumeConfig, cursors []*cursor) error {
+	if _, ok := c.resolver.(leaderWatcher); !ok {
+		return c.resolveStart(ctx, url, topic, cfg, cursors)
+	}
+	deadline := time.Now().Add(replicaWait)
+	bo := backoff{min: 50 * time.Millisecond, max: time.Second}
+	for {
+		err := c.resolveStart(ctx, url, topic, cfg, cursors)
+		if err == nil || !IsNotFound(err) || time.Now().After(deadline) {
+			return err
+		}
+		if !bo.wait(ctx) {
+			return err
+		}
+	}
 }
 
 // resolveStart sets the cursors' next offsets for cfg.start: the absolute
@@ -208,12 +243,19 @@ func (cons *Consumer) run(ctx context.Context, conn *spuConn, cursors []*cursor)
 	bo := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
 	failures := 0 // streams in a row that ended without a response
 	for {
+		if cons.watcher != nil {
+			conn, cursors = cons.follow(ctx, conn, cursors)
+			clear(byID)
+			for _, cur := range cursors {
+				byID[cur.partition] = cur
+			}
+		}
 		req := cons.request(cursors)
 		if len(req.GetPartitions()) == 0 {
 			cons.deliver(ctx, consumeItem{})
 			return
 		}
-		progressed, err := cons.stream(ctx, conn, req, byID)
+		progressed, err := cons.streamFollowing(ctx, conn, req, byID, cursors)
 		if ctx.Err() != nil {
 			return
 		}
@@ -226,7 +268,10 @@ func (cons *Consumer) run(ctx context.Context, conn *spuConn, cursors []*cursor)
 			failures = 0
 		}
 		failures++
-		if err != nil && !shouldResume(err, failures) {
+		// With a control plane, a leader may not hold a new partition
+		// yet: NotFound is worth a few more tries.
+		notYet := cons.watcher != nil && IsNotFound(err) && failures <= maxUnknownFailures
+		if err != nil && !shouldResume(err, failures) && !notYet && !cons.awaitMove(ctx, conn.url, cursors) {
 			cons.deliver(ctx, consumeItem{err: fmt.Errorf("client: consume topic %q from %s: %w", cons.topic, conn.url, err)})
 			return
 		}
@@ -236,6 +281,115 @@ func (cons *Consumer) run(ctx context.Context, conn *spuConn, cursors []*cursor)
 		cons.logger.Warn("consume stream broke; resuming", "spu", conn.url, "err", err)
 		if !bo.wait(ctx) {
 			return
+		}
+	}
+}
+
+// follow moves the cursors whose partitions' leaders moved away from conn:
+// it keeps the cursors still led by conn's SPU and starts a stream for each
+// other leader, resuming at the cursors' offsets. When none stay, it
+// returns one of the moved groups to be streamed by the caller.
+func (cons *Consumer) follow(ctx context.Context, conn *spuConn, cursors []*cursor) (*spuConn, []*cursor) {
+	var stay []*cursor
+	moved := make(map[string][]*cursor)
+	var urls []string
+	for _, cur := range cursors {
+		url := cons.watcher.currentLeader(cons.topic, cur.partition)
+		if cur.done || url == "" || url == conn.url {
+			stay = append(stay, cur)
+			continue
+		}
+		if _, ok := moved[url]; !ok {
+			urls = append(urls, url)
+		}
+		moved[url] = append(moved[url], cur)
+	}
+	if len(urls) == 0 {
+		return conn, cursors
+	}
+	if !slices.ContainsFunc(stay, func(c *cursor) bool { return !c.done }) {
+		// Take the first moved group over; the done cursors are dropped.
+		conn, stay = cons.client.spu(urls[0]), moved[urls[0]]
+		urls = urls[1:]
+	}
+	for _, url := range urls {
+		cons.logger.Info("partition leaders moved; following", "spu", url, "partitions", len(moved[url]))
+		cons.live.Add(1)
+		cons.wg.Add(1)
+		go cons.run(ctx, cons.client.spu(url), moved[url])
+	}
+	return conn, stay
+}
+
+// streamFollowing runs stream, and with a leaderWatcher ends it when the
+// leader of one of the cursors' partitions moves away from conn's SPU.
+func (cons *Consumer) streamFollowing(ctx context.Context, conn *spuConn, req *dataplanev1.ConsumeRequest, byID map[int32]*cursor, cursors []*cursor) (bool, error) {
+	if cons.watcher == nil {
+		return cons.stream(ctx, conn, req, byID)
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		ch := cons.watcher.changes()
+		for {
+			select {
+			case <-ch:
+				ch = cons.watcher.changes()
+				if cons.movedAway(conn.url, cursors) {
+					cancel(errStreamLeaderMoved)
+					return
+				}
+			case <-stop:
+				return
+			}
+		}
+	})
+	progressed, err := cons.stream(sctx, conn, req, byID)
+	if ctx.Err() == nil && errors.Is(context.Cause(sctx), errStreamLeaderMoved) {
+		return progressed, connect.NewError(connect.CodeUnavailable, errStreamLeaderMoved)
+	}
+	return progressed, err
+}
+
+// errStreamLeaderMoved ends a consume stream whose partitions' leader moved.
+var errStreamLeaderMoved = errors.New("client: partition leader moved")
+
+// movedAway reports whether a cursor's partition is now led by another SPU
+// than the one at url.
+func (cons *Consumer) movedAway(url string, cursors []*cursor) bool {
+	for _, cur := range cursors {
+		if l := cons.watcher.currentLeader(cons.topic, cur.partition); l != "" && l != url {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitMove waits a little, after a stream failed for good, for metadata
+// that moves one of the cursors' partitions away from the SPU at url: an SPU
+// may drop a partition before the client hears that it moved. It reports
+// whether one moved.
+func (cons *Consumer) awaitMove(ctx context.Context, url string, cursors []*cursor) bool {
+	if cons.watcher == nil {
+		return false
+	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		ch := cons.watcher.changes()
+		if cons.movedAway(url, cursors) {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
 		}
 	}
 }
@@ -377,7 +531,7 @@ func (cons *Consumer) fill(ctx context.Context) error {
 		return cons.err
 	}
 	for {
-		if cons.live == 0 {
+		if cons.live.Load() == 0 {
 			cons.err = io.EOF
 			return cons.err
 		}
@@ -404,7 +558,7 @@ func (cons *Consumer) fill(ctx context.Context) error {
 				cons.cancel()
 				return cons.err
 			}
-			cons.live--
+			cons.live.Add(-1)
 			continue
 		}
 		if err := cons.decode(it); err != nil {

@@ -1,9 +1,28 @@
 // Package client is the Go SDK of Spate: it produces records to topics,
 // consumes them, and runs admin calls.
 //
-// Make one Client per cluster and share it:
+// Make one Client per cluster and share it. With the control plane, the
+// client learns where each partition lives from a stream of metadata and
+// follows leaders as they move:
+//
+//	c, err := client.New(client.WithControlPlane("http://127.0.0.1:9000"))
+//
+// Without one, it talks to a single SPU that holds every partition:
 //
 //	c, err := client.New(client.WithSPU("http://localhost:9010"))
+//
+// # Topics
+//
+// With a control plane, programs manage topics with CreateTopic,
+// ListTopics, DescribeTopic, UpdateTopic, AddPartitions and DeleteTopic,
+// and list the SPUs with ListSPUs:
+//
+//	_, err := c.CreateTopic(ctx, client.TopicSpec{Name: "events", Partitions: 6, ReplicationFactor: 1,
+//		Settings: client.TopicSettings{Retention: 7 * 24 * time.Hour}})
+//	if client.IsAlreadyExists(err) { ... }
+//
+// Producers and consumers wait, within their ctx, for the leaders of a
+// topic that is not placed yet.
 //
 // # Producing
 //
@@ -38,6 +57,8 @@
 // Errors are *connect.Error values (connectrpc.com/connect) wrapping the
 // cause; connect.CodeOf gives the code, and the sentinels of this package
 // (ErrRecordTooLarge, ErrConnectionLost, ...) work with errors.Is.
+// IsNotFound, IsAlreadyExists, IsInvalidArgument, IsUnavailable and
+// IsRetriable test the common cases.
 //
 // # Transport
 //

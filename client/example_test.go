@@ -223,3 +223,36 @@ func ExampleOffset() {
 	// end-5
 	// time 2025-01-02T03:04:05Z
 }
+
+// This example creates a topic through the control plane of a cluster, such
+// as the one `spate local up` starts, and produces to it.
+func ExampleClient_CreateTopic() {
+	ctx := context.Background()
+	c, err := client.New(client.WithControlPlane("http://127.0.0.1:9000"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.CreateTopic(ctx, client.TopicSpec{
+		Name:              "orders",
+		Partitions:        6,
+		ReplicationFactor: 1,
+		Settings:          client.TopicSettings{Retention: 7 * 24 * time.Hour, Durability: client.DurabilityFsync},
+	})
+	switch {
+	case client.IsAlreadyExists(err):
+		// Fine: someone made it first.
+	case client.IsUnavailable(err):
+		log.Fatalf("no control plane: %v", err)
+	case err != nil:
+		log.Fatal(err)
+	}
+	p, err := c.NewProducer(ctx, "orders")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.ProduceSync(ctx, client.Record{Key: []byte("alice"), Value: []byte("one pizza")}); err != nil {
+		log.Fatal(err)
+	}
+}

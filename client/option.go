@@ -20,10 +20,19 @@ type clientOptionFunc func(*clientConfig)
 func (f clientOptionFunc) applyToClient(c *clientConfig) { f(c) }
 
 // WithSPU sets the URL of the SPU that serves every partition, such as
-// "http://localhost:9010". A URL without a scheme gets "http://". Later,
-// the control plane will tell the client where each partition lives.
+// "http://localhost:9010", bypassing the control plane. A URL without a
+// scheme gets "http://".
 func WithSPU(url string) Option {
 	return clientOptionFunc(func(c *clientConfig) { c.spu = url })
+}
+
+// WithControlPlane sets the URL of the control plane, such as
+// "http://127.0.0.1:9000". The client then learns where partitions live from
+// the control plane's metadata stream, follows leaders as they move, and
+// runs admin calls such as CreateTopic there. A URL without a scheme gets
+// "http://".
+func WithControlPlane(url string) Option {
+	return clientOptionFunc(func(c *clientConfig) { c.controlPlane = url })
 }
 
 // WithHTTPClient sets the HTTP client used for every call. Produce and

@@ -139,6 +139,10 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 		clock:     newClock(),
 	}
 	p.sealer, _ = cfg.partitioner.(batchSealer)
+	// With a control plane, each partition gets its own stream, which
+	// follows the partition's leader; streams to one SPU share its HTTP/2
+	// connection. With one SPU, one stream carries every partition.
+	watcher, _ := c.resolver.(leaderWatcher)
 	streams := make(map[string]*produceStream)
 	maxID := leaders[len(leaders)-1].partition
 	if maxID < 1<<12 {
@@ -147,15 +151,22 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 		p.sparse = make(map[int32]*partition, len(leaders))
 	}
 	for _, l := range leaders {
-		s := streams[l.leader]
+		key := l.leader
+		if watcher != nil {
+			key = fmt.Sprint(l.partition)
+		}
+		s := streams[key]
 		if s == nil {
 			s = &produceStream{
-				p:        p,
-				conn:     c.spu(l.leader),
-				inflight: make(map[uint64]*sealedBatch),
-				wake:     make(chan struct{}, 1),
+				p:         p,
+				client:    c,
+				watcher:   watcher,
+				partition: l.partition,
+				conn:      c.spu(l.leader),
+				inflight:  make(map[uint64]*sealedBatch),
+				wake:      make(chan struct{}, 1),
 			}
-			streams[l.leader] = s
+			streams[key] = s
 			p.streams = append(p.streams, s)
 		}
 		pt := &partition{p: p, id: l.partition, stream: s, b: batch.NewBuilder(batch.Compression(cfg.compression))}
@@ -584,8 +595,16 @@ type sealedBatch struct {
 // Produce stream at a time, reconnecting when the stream breaks.
 type produceStream struct {
 	p    *Producer
-	conn *spuConn
 	wake chan struct{} // capacity 1: the queue grew, a request completed
+
+	// With a leaderWatcher, the stream carries one partition and moves
+	// to its leader at the start of each session; conn is touched only by
+	// the stream's run goroutine.
+	client    *Client
+	watcher   leaderWatcher // nil for a static SPU
+	partition int32
+	conn      *spuConn
+	confirmed string // the URL of the leader known to hold the replica
 
 	mu       sync.Mutex              // guards the fields below
 	queue    []*sealedBatch          // sealed, not sent; queue[head:] in order
@@ -681,6 +700,10 @@ func (s *produceStream) run(ctx context.Context) {
 // answer longer than the delivery timeout.
 var errInflightTimeout = errors.New("no answer within the delivery timeout")
 
+// errLeaderMoved ends a session whose partition's leader moved to another
+// SPU.
+var errLeaderMoved = errors.New("the partition's leader moved")
+
 // session opens a Produce stream and sends batches on it until it breaks or
 // ctx is done. It then fails the batches in flight, unless the stream
 // never connected, in which case it queues them again. It reports whether
@@ -691,9 +714,31 @@ var errInflightTimeout = errors.New("no answer within the delivery timeout")
 // (which also unblocks a Send stuck on flow control). session waits for
 // both before it returns.
 func (s *produceStream) session(ctx context.Context) (acked bool, err error) {
+	var changes <-chan struct{}
+	if s.watcher != nil {
+		changes = s.watcher.changes()
+		if url := s.watcher.currentLeader(s.p.topic, s.partition); url != "" && url != s.conn.url {
+			s.p.logger.Info("partition leader moved", "partition", s.partition, "from", s.conn.url, "to", url)
+			s.conn = s.client.spu(url)
+		}
+		if s.confirmed != s.conn.url {
+			// A new leader may not have created its replica yet; a batch
+			// sent now would fail. Wait for it (run retries with a
+			// backoff), so that batches are never refused out of order.
+			offs, err := s.client.offsetsAt(ctx, s.conn.url, s.p.topic, []int32{s.partition})
+			if err != nil {
+				return false, err
+			}
+			if _, ok := offs[s.partition]; !ok {
+				return false, connect.NewError(connect.CodeNotFound, fmt.Errorf("client: the SPU at %s has no partition %d of topic %q yet", s.conn.url, s.partition, s.p.topic))
+			}
+			s.confirmed = s.conn.url
+		}
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := s.conn.produce.Produce(sctx)
+	var moved atomic.Bool
 
 	var ackedAny atomic.Bool
 	recvErr := make(chan error, 1)
@@ -717,6 +762,13 @@ func (s *produceStream) session(ctx context.Context) (acked bool, err error) {
 			case <-t.C:
 				if s.oldestInflight() > s.p.cfg.deliveryTimeout {
 					timedOut.Store(true)
+					cancel()
+					return
+				}
+			case <-changes:
+				changes = s.watcher.changes()
+				if url := s.watcher.currentLeader(s.p.topic, s.partition); url != "" && url != s.conn.url {
+					moved.Store(true)
 					cancel()
 					return
 				}
@@ -783,6 +835,8 @@ loop:
 		err = ctx.Err()
 	case timedOut.Load():
 		err = errInflightTimeout
+	case moved.Load():
+		err = errLeaderMoved
 	}
 	s.failInflight(ctx, err)
 	return ackedAny.Load(), err

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/data-plane/internal/agent"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/data-plane/internal/service"
@@ -37,6 +40,17 @@ type Config struct {
 	Addr string
 	// DataDir holds the replicas. Required.
 	DataDir string
+
+	// ID is the SPU's id in its cluster, for the control plane.
+	ID int32
+	// ControlPlane is the URL of the control plane to join. When set, the
+	// SPU registers, heartbeats and holds the replicas the control plane
+	// assigns to it (see package agent); empty runs the SPU standalone,
+	// with replicas declared through its ReplicaService.
+	ControlPlane string
+	// PublicAddr is the URL clients use to reach this SPU, as told to the
+	// control plane. Default http:// and the address listened on.
+	PublicAddr string
 
 	// SegmentBytes rolls the active segment at this size. Default 1 GiB.
 	SegmentBytes int64
@@ -75,6 +89,17 @@ const maxMessageBytes = 64 << 20
 func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("spu: a data directory is required (--data-dir)")
+	}
+	if c.ID < 0 {
+		return fmt.Errorf("spu: id %d is negative", c.ID)
+	}
+	for _, u := range []struct{ name, url string }{{"control plane", c.ControlPlane}, {"public address", c.PublicAddr}} {
+		if u.url == "" {
+			continue
+		}
+		if pu, err := url.Parse(u.url); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("spu: %s %q is not a URL such as http://127.0.0.1:9000", u.name, u.url)
+		}
 	}
 	_, err := c.logConfig()
 	return err
@@ -163,8 +188,23 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve serves on l until ctx ends, then stops gracefully (open streams are
-// cancelled after ShutdownTimeout) and closes every replica.
+// cancelled after ShutdownTimeout) and closes every replica. With a
+// ControlPlane configured it also runs the agent that joins it, stopped
+// before the replicas are closed.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	var ag *agent.Agent
+	if s.cfg.ControlPlane != "" {
+		public := s.cfg.PublicAddr
+		if public == "" {
+			public = "http://" + l.Addr().String()
+		}
+		var err error
+		ag, err = agent.New(agent.Config{ID: s.cfg.ID, ControlPlane: s.cfg.ControlPlane, Address: public}, s.replicas, s.logger)
+		if err != nil {
+			s.replicas.Close()
+			return fmt.Errorf("spu: %w", err)
+		}
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -182,7 +222,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	s.logger.Info("spu serving", "addr", l.Addr().String(), "data_dir", s.cfg.DataDir)
+	s.logger.Info("spu serving", "addr", l.Addr().String(), "data_dir", s.cfg.DataDir, "id", s.cfg.ID, "control_plane", s.cfg.ControlPlane)
+	var agents sync.WaitGroup
+	actx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	if ag != nil {
+		agents.Go(func() { ag.Run(actx) })
+	}
 	var err error
 	select {
 	case err = <-errc:
@@ -199,6 +245,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		cancel()
 		<-errc
 	}
+	stopAgent()
+	agents.Wait()
 	if cerr := s.replicas.Close(); cerr != nil {
 		s.logger.Error("close replicas", "err", cerr)
 	}

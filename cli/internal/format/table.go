@@ -5,24 +5,45 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"gopkg.in/yaml.v3"
 )
 
-// Output is how list commands print: a table for people, JSON for programs.
+// Output is how list and describe commands print: a table for people, JSON
+// or YAML for programs.
 type Output string
 
-// The outputs of list commands.
+// The outputs of list and describe commands.
 const (
 	Table Output = "table"
 	JSON  Output = "json"
+	YAML  Output = "yaml"
 )
 
 // ParseOutput checks an --output value.
 func ParseOutput(s string) (Output, error) {
 	switch Output(s) {
-	case Table, JSON:
+	case Table, JSON, YAML:
 		return Output(s), nil
 	}
-	return "", fmt.Errorf("output %q: use table or json", s)
+	return "", fmt.Errorf("output %q: use table, json or yaml", s)
+}
+
+// Write writes v as JSON or YAML, or else calls table, which writes the
+// table form.
+func (o Output) Write(w io.Writer, v any, table func() error) error {
+	switch o {
+	case JSON:
+		return WriteJSONValue(w, v)
+	case YAML:
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		return enc.Close()
+	}
+	return table()
 }
 
 // WriteTable writes rows under a header, aligned in columns.

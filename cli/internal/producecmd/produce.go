@@ -4,17 +4,23 @@ package producecmd
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/client"
 )
+
+// leaderTimeout bounds the wait for the leaders of the topic's partitions.
+const leaderTimeout = 30 * time.Second
 
 // Options are the flags of `spate produce`.
 type Options struct {
@@ -29,6 +35,9 @@ type Options struct {
 	BatchSize    int
 	Acks         string
 	MaxLine      int
+	// Progress forces the progress bar of --file on, even when standard
+	// error is not a terminal.
+	Progress bool
 }
 
 // NewCmdProduce returns `spate produce`.
@@ -51,7 +60,10 @@ in order in one partition.`,
   printf 'alice:hi\nbob:hello\n' | spate produce events --key-separator :
 
   # a file, zstd-compressed, acknowledged after fsync
-  spate produce events --file events.txt --compression zstd --acks fsync`,
+  spate produce events --file events.txt --compression zstd --acks fsync
+
+  # to one partition, with a progress bar even when stderr is not a terminal
+  spate produce events --file big.txt --partition 3 --progress`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Topic = args[0]
@@ -71,6 +83,7 @@ in order in one partition.`,
 	fl.IntVar(&opts.BatchSize, "batch-size", 64<<10, "largest batch in bytes")
 	fl.StringVar(&opts.Acks, "acks", "", "when records are acknowledged: write or fsync (default: the topic's setting)")
 	fl.IntVar(&opts.MaxLine, "max-record-bytes", 1<<20, "longest line accepted")
+	fl.BoolVar(&opts.Progress, "progress", false, "show a progress bar for --file even when standard error is not a terminal")
 	return cmd
 }
 
@@ -107,14 +120,36 @@ func run(cmd *cobra.Command, opts *Options) error {
 		}
 		defer fh.Close()
 		in = fh
+		if opts.Progress || isTerminal(opts.Factory.IO.ErrOut) {
+			if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
+				bar := progressbar.NewOptions64(st.Size(),
+					progressbar.OptionSetWriter(opts.Factory.IO.ErrOut),
+					progressbar.OptionSetDescription("producing "+opts.File),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetWidth(30),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionOnCompletion(func() { fmt.Fprintln(opts.Factory.IO.ErrOut) }),
+				)
+				r := progressbar.NewReader(fh, bar)
+				in = &r
+				defer bar.Finish()
+			}
+		}
 	}
 	c, err := opts.Factory.Client()
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
-	p, err := c.NewProducer(ctx, opts.Topic, popts...)
+	// A topic that is not placed yet makes NewProducer wait for its
+	// leaders; do not wait forever.
+	lookup, cancel := context.WithTimeout(ctx, leaderTimeout)
+	p, err := c.NewProducer(lookup, opts.Topic, popts...)
+	cancel()
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("topic %q has partitions without a leader after %v: see `spate topic describe %s`: %w", opts.Topic, leaderTimeout, opts.Topic, err)
+		}
 		return err
 	}
 
@@ -168,4 +203,14 @@ func run(cmd *cobra.Command, opts *Options) error {
 		return closeErr
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

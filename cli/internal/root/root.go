@@ -25,7 +25,15 @@ func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 		Short: "Spate: stream records from producers to consumers, in order, durably, fast",
 		Long: `Spate moves continuous data (logs, sensor readings, clicks, ticks, database
 events) from producers to consumers, in order, durably and fast, and keeps it
-for as long as you choose.`,
+for as long as you choose.
+
+Commands talk to the cluster of the current profile (see ` + "`spate profile`" + `);
+` + "`spate local up`" + ` starts one on this machine and makes it current.`,
+		Example: `  spate local up
+  spate topic create orders --partitions 6 --replication 1 --retention-time 7d
+  printf 'alice:one pizza\nbob:two pizzas\n' | spate produce orders --key-separator :
+  spate consume orders -B
+  spate completion bash > /etc/bash_completion.d/spate`,
 		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -33,13 +41,10 @@ for as long as you choose.`,
 	cmd.SetIn(f.IO.In)
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
-	def := os.Getenv("SPATE_SPU")
-	if def == "" {
-		def = cmdutil.DefaultSPU
-	}
-	cmd.PersistentFlags().StringVar(&f.SPU, "spu", def, "address of the SPU to talk to (env SPATE_SPU)")
+	addGlobalFlags(cmd, f)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
 	cmd.AddCommand(spucmd.NewCmdSPU(f))
+	addServerCommands(cmd, f)
 	addClientCommands(cmd, f)
 	return cmd
 }
@@ -58,7 +63,7 @@ func Main(args []string) int {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return cmdutil.ExitInterrupted
 	}
-	fmt.Fprintln(f.IO.ErrOut, cmdutil.Explain(err, f.SPU))
+	fmt.Fprintln(f.IO.ErrOut, cmdutil.Explain(err, f.Hint()))
 	var ue *cmdutil.UsageError
 	if errors.As(err, &ue) {
 		fmt.Fprintln(f.IO.ErrOut, "Run 'spate --help' or add --help to the command for usage.")

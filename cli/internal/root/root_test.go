@@ -26,14 +26,14 @@ func spate(t *testing.T, spuURL, stdin string, args ...string) (stdout, stderr s
 	defer cancel()
 	err := cmd.ExecuteContext(ctx)
 	if err != nil {
-		errOut.WriteString(cmdutil.Explain(err, spuURL))
+		errOut.WriteString(cmdutil.Explain(err, f.Hint()))
 	}
 	return out.String(), errOut.String(), cmdutil.ExitCode(err)
 }
 
 func TestProduceAndConsumeThroughTheCLI(t *testing.T) {
 	s := sputest.Start(t, spu.Config{})
-	if _, errOut, code := spate(t, s.URL, "", "partition", "create", "greetings", "--partitions", "2"); code != 0 {
+	if _, errOut, code := spate(t, s.URL, "", "spu", "partition", "create", "greetings", "--partitions", "2"); code != 0 {
 		t.Fatalf("partition create: exit %d: %s", code, errOut)
 	}
 	input := "alice:one\nbob:two\nalice:three\nbob:four\n"

@@ -46,7 +46,11 @@ unset.`,
   spate spu serve --data-dir ./spu-data
 
   # acknowledge produces only after fsync, keep data for 30 days
-  spate spu serve --data-dir /var/lib/spate --fsync --retention-time 720h`,
+  spate spu serve --data-dir /var/lib/spate --fsync --retention-time 720h
+
+  # SPU 1 of a cluster, holding the replicas its control plane assigns
+  spate spu serve --id 1 --addr 127.0.0.1:9011 --data-dir ./spu-1 \
+    --control-plane http://127.0.0.1:9000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveRun(cmd, opts)
@@ -55,6 +59,9 @@ unset.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Config.Addr, "addr", spu.DefaultAddr, "address to listen on")
 	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the partition replicas (required)")
+	fl.Int32Var(&opts.Config.ID, "id", 0, "the SPU's id in its cluster")
+	fl.StringVar(&opts.Config.ControlPlane, "control-plane", "", "URL of the control plane to join (empty runs standalone)")
+	fl.StringVar(&opts.Config.PublicAddr, "public-addr", "", "URL clients use to reach this SPU (default http:// and --addr)")
 	fl.Int64Var(&opts.Config.SegmentBytes, "segment-bytes", 0, "roll segments at this size (default 1 GiB)")
 	fl.DurationVar(&opts.Config.SegmentAge, "segment-age", 0, "roll segments at this age (default 168h)")
 	fl.DurationVar(&opts.Config.RetentionTime, "retention-time", 0, "delete data older than this (default 168h; negative keeps forever)")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 )
 
@@ -62,4 +63,26 @@ func (s Settings) Apply(d commitlog.Config) (commitlog.Config, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// SettingsFromProto maps the control plane's ReplicaConfig to Settings; a
+// nil config gives the zero Settings (every field at the SPU's default).
+func SettingsFromProto(c *internalv1.ReplicaConfig) Settings {
+	if c == nil {
+		return Settings{}
+	}
+	s := Settings{
+		SegmentBytes:   c.SegmentBytes,
+		SegmentAgeMS:   c.SegmentAgeMs,
+		RetentionMS:    c.RetentionMs,
+		RetentionBytes: c.RetentionBytes,
+		MaxBatchBytes:  int(c.MaxBatchBytes),
+	}
+	switch c.Durability {
+	case internalv1.Durability_DURABILITY_WRITE:
+		s.Durability = "write"
+	case internalv1.Durability_DURABILITY_FSYNC:
+		s.Durability = "fsync"
+	}
+	return s
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
@@ -41,6 +42,25 @@ func TestSettingsApply(t *testing.T) {
 			}
 			if !tt.check(c) {
 				t.Fatalf("Apply(%+v) = %+v", tt.s, c)
+			}
+		})
+	}
+}
+
+func TestSettingsFromProto(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   *internalv1.ReplicaConfig
+		want replica.Settings
+	}{
+		{"nil", nil, replica.Settings{}},
+		{"all fields", &internalv1.ReplicaConfig{SegmentBytes: 1, SegmentAgeMs: 2, RetentionMs: -1, RetentionBytes: 4, MaxBatchBytes: 5, Durability: internalv1.Durability_DURABILITY_FSYNC},
+			replica.Settings{SegmentBytes: 1, SegmentAgeMS: 2, RetentionMS: -1, RetentionBytes: 4, MaxBatchBytes: 5, Durability: "fsync"}},
+		{"write", &internalv1.ReplicaConfig{Durability: internalv1.Durability_DURABILITY_WRITE}, replica.Settings{Durability: "write"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := replica.SettingsFromProto(tc.in); got != tc.want {
+				t.Fatalf("SettingsFromProto = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -1,0 +1,126 @@
+// Package controlplanecmd implements `spate control-plane`: running the
+// control plane, with the SPUs of a local cluster when asked.
+package controlplanecmd
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/control-plane/provisioner"
+	"github.com/spatehq/spate/control-plane/server"
+)
+
+// NewCmdControlPlane returns `spate control-plane`.
+func NewCmdControlPlane(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "control-plane",
+		Aliases: []string{"cp"},
+		Short:   "Run the control plane",
+		Example: `  spate control-plane serve --data-dir ./spate-data --local-spus 3`,
+	}
+	cmd.AddCommand(newCmdServe(f))
+	return cmd
+}
+
+// ServeOptions are the flags of `spate control-plane serve`.
+type ServeOptions struct {
+	IO        *cmdutil.IOStreams
+	Config    server.Config
+	LogLevel  string
+	LogFormat string
+	// SPUBasePort gives local SPU i the port SPUBasePort+i (0: free ports).
+	SPUBasePort int
+	// SPUArgs are extra flags for every local `spate spu serve`.
+	SPUArgs []string
+}
+
+func newCmdServe(f *cmdutil.Factory) *cobra.Command {
+	opts := &ServeOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the topic, metadata and SPU registry APIs",
+		Long: `Serve runs a control plane in the foreground until interrupted (SIGINT or
+SIGTERM).
+
+Metadata lives in etcd: an embedded single member under --data-dir (or
+--etcd-dir) by default, or an external cluster with --etcd-endpoints, which
+several control-plane replicas may share. SPUs join it with
+` + "`spate spu serve --control-plane URL`" + `.
+
+With --local-spus N it also runs a cluster named "local" of N SPU processes
+on this machine (data and logs under DATA-DIR/clusters/local), restarts one
+that dies, and stops them when it exits. ` + "`spate local up`" + ` runs this
+command in the background.`,
+		Example: `  # a control plane with an embedded etcd and three local SPUs
+  spate control-plane serve --data-dir ./spate-data --local-spus 3
+
+  # one of several replicas sharing an external etcd cluster
+  spate control-plane serve --addr 0.0.0.0:9000 \
+    --etcd-endpoints http://etcd-0:2379,http://etcd-1:2379,http://etcd-2:2379`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serveRun(cmd, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Config.Addr, "addr", server.DefaultAddr, "address to listen on")
+	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the embedded etcd and the local SPUs")
+	fl.StringVar(&opts.Config.EtcdDir, "etcd-dir", "", "directory of the embedded etcd (default DATA-DIR/etcd)")
+	fl.StringSliceVar(&opts.Config.EtcdEndpoints, "etcd-endpoints", nil, "URLs of an external etcd cluster, comma-separated, instead of the embedded one")
+	fl.IntVar(&opts.Config.LocalSPUs, "local-spus", 0, "run a local cluster of this many SPU processes")
+	fl.IntVar(&opts.SPUBasePort, "spu-base-port", 0, "give local SPU i the port SPU-BASE-PORT+i (default: free ports, kept across restarts)")
+	fl.StringSliceVar(&opts.SPUArgs, "spu-args", nil, "extra flags for every local `spate spu serve`, comma-separated")
+	fl.StringVar(&opts.Config.AdvertiseURL, "advertise-url", "", "URL SPUs use to reach this control plane (default http:// and the address listened on)")
+	fl.DurationVar(&opts.Config.LivenessTimeout, "liveness-timeout", 0, "how long an SPU stays online without a heartbeat (default 5s)")
+	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+func serveRun(cmd *cobra.Command, opts *ServeOptions) error {
+	logger, err := cmdutil.NewLogger(opts.IO.ErrOut, opts.LogLevel, opts.LogFormat)
+	if err != nil {
+		return err
+	}
+	cfg := opts.Config
+	if cfg.LocalSPUs > 0 {
+		if cfg.DataDir == "" {
+			return cmdutil.Usagef("--local-spus needs --data-dir for the SPUs' data and logs")
+		}
+		if cfg.Provisioner == nil {
+			cfg.Provisioner = provisioner.NewLocal(provisioner.LocalConfig{
+				DataDir:     cfg.DataDir,
+				BasePort:    opts.SPUBasePort,
+				ExtraArgs:   localSPUArgs(opts),
+				StopTimeout: 10 * time.Second,
+			}, logger.With("component", "provisioner"))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		closeProvisioner(cfg.Provisioner, logger)
+		return &cmdutil.UsageError{Err: err}
+	}
+	// Serve closes the provisioner, and with it the SPUs, when it returns;
+	// Run may fail before it serves.
+	err = server.Run(cmd.Context(), cfg, logger)
+	closeProvisioner(cfg.Provisioner, logger)
+	return err
+}
+
+// localSPUArgs passes the log settings on to the SPUs, then the extra args.
+func localSPUArgs(opts *ServeOptions) []string {
+	args := []string{"--log-level", opts.LogLevel, "--log-format", opts.LogFormat}
+	return append(args, opts.SPUArgs...)
+}
+
+func closeProvisioner(p provisioner.Provisioner, logger *slog.Logger) {
+	if p == nil {
+		return
+	}
+	if err := p.Close(); err != nil {
+		logger.Error("close provisioner", "err", err)
+	}
+}

@@ -1,0 +1,162 @@
+// Package localcmd implements `spate local up|status|down`: a control
+// plane with an embedded etcd and a cluster of SPU processes running in the
+// background on this machine, and a profile named "local" pointing at it.
+//
+// Everything lives in one data directory (default ~/.spate/local):
+//
+//	control-plane.pid   pid of the background control plane
+//	control-plane.url   its URL
+//	control-plane.log   its log
+//	etcd/               the embedded etcd
+//	clusters/local/     the SPUs' data (spu-N/), logs (spu-N.log), ports
+package localcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/client"
+)
+
+// ProfileName is the profile `spate local up` writes and switches to.
+const ProfileName = "local"
+
+// DefaultPort is the control plane's port unless --port says otherwise.
+const DefaultPort = 9000
+
+// Files in the data directory.
+const (
+	pidFile = "control-plane.pid"
+	urlFile = "control-plane.url"
+	logFile = "control-plane.log"
+)
+
+// NewCmdLocal returns `spate local`.
+func NewCmdLocal(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run a Spate cluster on this machine",
+		Long: `Run a control plane with an embedded etcd and a cluster of SPU processes in
+the background on this machine, with a profile named "local" pointing at it.
+
+Data and logs live in one directory (--data-dir, default ~/.spate/local).`,
+		Example: `  spate local up --spus 3
+  spate local status
+  spate local down --delete-data`,
+	}
+	cmd.AddCommand(newCmdUp(f), newCmdStatus(f), newCmdDown(f))
+	return cmd
+}
+
+// defaultDataDir returns ~/.spate/local.
+func defaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(".spate", "local")
+	}
+	return filepath.Join(home, ".spate", "local")
+}
+
+// install is what the data directory says about a running control plane.
+type install struct {
+	dir string
+	pid int    // 0 when there is no pid file
+	url string // "" when there is no URL file
+}
+
+func readInstall(dir string) (install, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return install{}, err
+	}
+	in := install{dir: abs}
+	if b, err := os.ReadFile(filepath.Join(abs, pidFile)); err == nil {
+		in.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return in, err
+	}
+	if b, err := os.ReadFile(filepath.Join(abs, urlFile)); err == nil {
+		in.url = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return in, err
+	}
+	return in, nil
+}
+
+// alive reports whether the pid file names a live control-plane process.
+func (in install) alive() bool {
+	if in.pid <= 0 {
+		return false
+	}
+	if !processExists(in.pid) {
+		return false
+	}
+	// Where /proc exists, make sure the pid was not reused by another
+	// program, and is not a zombie.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", in.pid)); err == nil {
+		if !strings.Contains(string(b), "control-plane") {
+			return false
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", in.pid)); err == nil {
+			if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// healthy reports whether the control plane answers /healthz.
+func healthy(ctx context.Context, url string) bool {
+	if url == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// clearInstall removes the pid and URL files.
+func clearInstall(dir string) {
+	os.Remove(filepath.Join(dir, pidFile))
+	os.Remove(filepath.Join(dir, urlFile))
+}
+
+// listSPUs asks the control plane at url for its SPUs.
+func listSPUs(ctx context.Context, url string) ([]client.SPU, error) {
+	c, err := client.New(client.WithControlPlane(url), client.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return c.ListSPUs(ctx)
+}
+
+// notRunning returns an error with the exit code of a server that cannot be
+// reached (4).
+func notRunning(format string, args ...any) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(format, args...))
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	controlplanev1 "github.com/spatehq/spate/api/gen/spate/controlplane/v1"
+	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
+	"github.com/spatehq/spate/control-plane/internal/store"
+)
+
+// metadataService implements MetadataService from the cache.
+type metadataService struct {
+	s *Server
+}
+
+var _ controlplanev1connect.MetadataServiceHandler = (*metadataService)(nil)
+
+// ListSPUs implements MetadataService.
+func (ms *metadataService) ListSPUs(ctx context.Context, _ *connect.Request[controlplanev1.ListSPUsRequest]) (*connect.Response[controlplanev1.ListSPUsResponse], error) {
+	rev, err := ms.s.currentRev(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ms.s.waitCache(ctx, rev); err != nil {
+		return nil, err
+	}
+	out := &controlplanev1.ListSPUsResponse{}
+	ms.s.cache.Read(func(st *store.State) { out.Spus = spuViews(st) })
+	return connect.NewResponse(out), nil
+}
+
+// WatchMetadata implements MetadataService: a snapshot, then a message with
+// the SPUs and topics that changed whenever the placement or the set of
+// SPUs changes. Heartbeat times alone do not make a message.
+func (ms *metadataService) WatchMetadata(ctx context.Context, _ *connect.Request[controlplanev1.WatchMetadataRequest], stream *connect.ServerStream[controlplanev1.WatchMetadataResponse]) error {
+	select {
+	case <-ms.s.cache.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	sentSPUs := make(map[int32]*controlplanev1.SPU)
+	sentTopics := make(map[string]*controlplanev1.TopicPlacement)
+	first := true
+	var topicsGen, spusGen uint64
+	for {
+		var msg *controlplanev1.WatchMetadataResponse
+		changed := ms.s.cache.Read(func(st *store.State) {
+			if !first && st.TopicsGen == topicsGen && st.SPUsGen == spusGen {
+				return
+			}
+			topicsGen, spusGen = st.TopicsGen, st.SPUsGen
+			msg = &controlplanev1.WatchMetadataResponse{Snapshot: first}
+			spus := make(map[int32]*controlplanev1.SPU)
+			for _, v := range spuViews(st) {
+				spus[v.Id] = v
+				if old, ok := sentSPUs[v.Id]; first || !ok || !sameSPU(old, v) {
+					msg.Spus = append(msg.Spus, v)
+				}
+			}
+			for id := range sentSPUs {
+				if _, ok := spus[id]; !ok {
+					msg.DeletedSpus = append(msg.DeletedSpus, id)
+				}
+			}
+			sentSPUs = spus
+			topics := make(map[string]*controlplanev1.TopicPlacement)
+			for name, t := range st.Topics {
+				if t.Deleting {
+					continue
+				}
+				v := placementView(st, t)
+				topics[name] = v
+				if old, ok := sentTopics[name]; first || !ok || !proto.Equal(old, v) {
+					msg.Topics = append(msg.Topics, v)
+				}
+			}
+			for name := range sentTopics {
+				if _, ok := topics[name]; !ok {
+					msg.DeletedTopics = append(msg.DeletedTopics, name)
+				}
+			}
+			sentTopics = topics
+		})
+		if msg != nil && (first || len(msg.Spus)+len(msg.Topics)+len(msg.DeletedSpus)+len(msg.DeletedTopics) > 0) {
+			if err := stream.Send(msg); err != nil {
+				return nil
+			}
+			first = false
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func sameSPU(a, b *controlplanev1.SPU) bool {
+	return a.Id == b.Id && a.Address == b.Address && a.Online == b.Online && a.Replicas == b.Replicas
+}

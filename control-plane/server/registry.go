@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
+	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/control-plane/internal/store"
+)
+
+// registryService implements RegistryService: SPU liveness in etcd leases,
+// desired replica sets from the cache.
+type registryService struct {
+	s *Server
+}
+
+var _ internalv1connect.RegistryServiceHandler = (*registryService)(nil)
+
+func checkSPU(id int32, addr string) error {
+	if id < 0 {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("spu_id %d: must not be negative", id))
+	}
+	if addr == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("address: the URL clients use to reach the SPU is required"))
+	}
+	return nil
+}
+
+// WatchReplicas implements RegistryService. The SPU is online from the
+// first message on; each message is its complete desired set, sent again
+// whenever the set or a replica's configuration changes.
+func (rs *registryService) WatchReplicas(ctx context.Context, req *connect.Request[internalv1.WatchReplicasRequest], stream *connect.ServerStream[internalv1.WatchReplicasResponse]) error {
+	id, addr := req.Msg.SpuId, req.Msg.Address
+	if err := checkSPU(id, addr); err != nil {
+		return err
+	}
+	if err := rs.s.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, nil, rs.s.cfg.LivenessTimeout); err != nil {
+		return rs.s.internal(ctx, "register spu", err)
+	}
+	rs.s.logger.Info("spu watching replicas", "spu", id, "address", addr)
+	defer rs.s.logger.Info("spu stopped watching replicas", "spu", id)
+	select {
+	case <-rs.s.cache.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	var sent *internalv1.WatchReplicasResponse
+	var gen uint64
+	for {
+		var msg *internalv1.WatchReplicasResponse
+		changed := rs.s.cache.Read(func(st *store.State) {
+			if sent != nil && st.TopicsGen == gen {
+				return
+			}
+			gen = st.TopicsGen
+			msg = &internalv1.WatchReplicasResponse{Revision: st.Rev, Replicas: desiredReplicas(st, id)}
+		})
+		if msg != nil && (sent == nil || !sameReplicas(sent, msg)) {
+			if err := stream.Send(msg); err != nil {
+				return nil
+			}
+			sent = msg
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func sameReplicas(a, b *internalv1.WatchReplicasResponse) bool {
+	if len(a.Replicas) != len(b.Replicas) {
+		return false
+	}
+	for i := range a.Replicas {
+		if !proto.Equal(a.Replicas[i], b.Replicas[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Heartbeat implements RegistryService.
+func (rs *registryService) Heartbeat(ctx context.Context, req *connect.Request[internalv1.HeartbeatRequest]) (*connect.Response[internalv1.HeartbeatResponse], error) {
+	id, addr := req.Msg.SpuId, req.Msg.Address
+	if err := checkSPU(id, addr); err != nil {
+		return nil, err
+	}
+	status := &store.SPUStatus{HeartbeatMs: time.Now().UnixMilli()}
+	for _, r := range req.Msg.Replicas {
+		status.Replicas = append(status.Replicas, store.ReplicaStatus{
+			Topic:       r.Topic,
+			Partition:   r.Partition,
+			StartOffset: r.StartOffset,
+			EndOffset:   r.EndOffset,
+			SizeBytes:   r.SizeBytes,
+			LeaderEpoch: r.LeaderEpoch,
+		})
+	}
+	if err := rs.s.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, status, rs.s.cfg.LivenessTimeout); err != nil {
+		return nil, rs.s.internal(ctx, "heartbeat", err)
+	}
+	return connect.NewResponse(&internalv1.HeartbeatResponse{IntervalMs: rs.s.heartbeatInterval().Milliseconds()}), nil
+}
