@@ -39,6 +39,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/spatehq/spate/client"
 	"github.com/spatehq/spate/control-plane/server"
 	"github.com/spatehq/spate/data-plane/spu"
 	"github.com/spatehq/spate/data-plane/spu/sputest"
@@ -86,6 +87,8 @@ func TestScripts(t *testing.T) {
 			"freeport":     cmdFreePort,
 			"checkorder":   cmdCheckOrder,
 			"startcluster": cmdStartCluster(bin),
+			"addspus":      cmdAddSPUs,
+			"waittopic":    cmdWaitTopic,
 		},
 	})
 }
@@ -215,17 +218,70 @@ func cmdStartCluster(bin string) func(ts *testscript.TestScript, neg bool, args 
 			ts.Fatalf("control plane not ready within 30s")
 		}
 		url := "http://" + l.Addr().String()
-		for i := range n {
-			s, err := spu.New(spu.Config{DataDir: filepath.Join(dir, fmt.Sprintf("spu-%d", i+1)), ID: int32(i + 1), ControlPlane: url, ShutdownTimeout: 500 * time.Millisecond}, logger)
-			ts.Check(err)
-			sl, err := net.Listen("tcp", "127.0.0.1:0")
-			ts.Check(err)
-			wg.Go(func() { _ = s.Serve(ctx, sl) })
-		}
+		ts.Setenv("CONTROL_PLANE", url)
+		startSPUs(ts, 1, n)
 		out, err := spateCmd(ts, bin, "profile", "set", "local", "--control-plane", url, "--switch").CombinedOutput()
 		if err != nil {
 			ts.Fatalf("profile set: %v\n%s", err, out)
 		}
-		ts.Setenv("CONTROL_PLANE", url)
 	}
+}
+
+// startSPUs starts n in-process SPUs with ids from first on, registered
+// with the control plane at $CONTROL_PLANE, and stops them when the script
+// ends.
+func startSPUs(ts *testscript.TestScript, first, n int) {
+	url := ts.Getenv("CONTROL_PLANE")
+	if url == "" {
+		ts.Fatalf("no control plane: run startcluster first")
+	}
+	dir := ts.MkAbs(filepath.Join(ts.Getenv("DATA"), "inproc"))
+	logger := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	ts.Defer(func() { cancel(); wg.Wait() })
+	for id := first; id < first+n; id++ {
+		s, err := spu.New(spu.Config{DataDir: filepath.Join(dir, fmt.Sprintf("spu-%d", id)), ID: int32(id), ControlPlane: url, ShutdownTimeout: 500 * time.Millisecond}, logger)
+		ts.Check(err)
+		sl, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		wg.Go(func() { _ = s.Serve(ctx, sl) })
+	}
+}
+
+// cmdAddSPUs is `addspus FIRST_ID N`: N more SPUs join the cluster.
+func cmdAddSPUs(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: addspus FIRST_ID N")
+	}
+	first, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	startSPUs(ts, first, n)
+}
+
+// cmdWaitTopic is `waittopic NAME STATE`: wait up to 30 s until the topic
+// reaches the state (pending, provisioning, ready), as the SDK reports it.
+func cmdWaitTopic(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: waittopic NAME STATE")
+	}
+	c, err := client.New(client.WithControlPlane(ts.Getenv("CONTROL_PLANE")))
+	ts.Check(err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var last string
+	for ctx.Err() == nil {
+		t, err := c.DescribeTopic(ctx, args[0])
+		if err == nil {
+			last = t.State.String() + " (" + t.Reason + ")"
+			if t.State.String() == args[1] {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("topic %s did not become %s within 30s; last seen %s", args[0], args[1], last)
 }
