@@ -34,7 +34,8 @@ func checkSPU(id int32, addr string) error {
 
 // WatchReplicas implements RegistryService. The SPU is online from the
 // first message on; each message is its complete desired set, sent again
-// whenever the set or a replica's configuration changes.
+// whenever the set, a replica's configuration or its leader's address
+// changes.
 func (rs *registryService) WatchReplicas(ctx context.Context, req *connect.Request[internalv1.WatchReplicasRequest], stream *connect.ServerStream[internalv1.WatchReplicasResponse]) error {
 	id, addr := req.Msg.SpuId, req.Msg.Address
 	if err := checkSPU(id, addr); err != nil {
@@ -51,14 +52,15 @@ func (rs *registryService) WatchReplicas(ctx context.Context, req *connect.Reque
 		return nil
 	}
 	var sent *internalv1.WatchReplicasResponse
-	var gen uint64
+	var gen, spusGen uint64
 	for {
 		var msg *internalv1.WatchReplicasResponse
 		changed := rs.s.cache.Read(func(st *store.State) {
-			if sent != nil && st.TopicsGen == gen {
+			// SPU changes matter too: a leader's address is in the set.
+			if sent != nil && st.TopicsGen == gen && st.SPUsGen == spusGen {
 				return
 			}
-			gen = st.TopicsGen
+			gen, spusGen = st.TopicsGen, st.SPUsGen
 			msg = &internalv1.WatchReplicasResponse{Revision: st.Rev, Replicas: desiredReplicas(st, id)}
 		})
 		if msg != nil && (sent == nil || !sameReplicas(sent, msg)) {

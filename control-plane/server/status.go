@@ -186,12 +186,17 @@ func desiredReplicas(st *store.State, id int32) []*internalv1.DesiredReplica {
 			if cfg == nil {
 				cfg = replicaConfig(t.Settings)
 			}
+			var leaderAddr string
+			if s, ok := st.SPUs[p.Leader]; ok && s != nil {
+				leaderAddr = s.Address
+			}
 			out = append(out, &internalv1.DesiredReplica{
-				Topic:       name,
-				Partition:   int32(i),
-				LeaderEpoch: p.Epoch,
-				Leader:      p.Leader,
-				Config:      cfg,
+				Topic:         name,
+				Partition:     int32(i),
+				LeaderEpoch:   p.Epoch,
+				Leader:        p.Leader,
+				LeaderAddress: leaderAddr,
+				Config:        cfg,
 			})
 		}
 	}

@@ -134,8 +134,12 @@ type DesiredReplica struct {
 	Partition   int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	LeaderEpoch int32                  `protobuf:"varint,3,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	// The SPU that leads the partition.
-	Leader        int32          `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
-	Config        *ReplicaConfig `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	Leader int32          `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Config *ReplicaConfig `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	// The leader SPU's registered address, such as http://10.0.0.2:9010:
+	// where a follower replica fetches from. Empty when the leader has not
+	// registered an address.
+	LeaderAddress string `protobuf:"bytes,6,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +207,13 @@ func (x *DesiredReplica) GetConfig() *ReplicaConfig {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *DesiredReplica) GetLeaderAddress() string {
+	if x != nil {
+		return x.LeaderAddress
+	}
+	return ""
 }
 
 type HeartbeatRequest struct {
@@ -405,13 +416,14 @@ const file_spate_internal_v1_registry_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"r\n" +
 	"\x15WatchReplicasResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12=\n" +
-	"\breplicas\x18\x02 \x03(\v2!.spate.internal.v1.DesiredReplicaR\breplicas\"\xb9\x01\n" +
+	"\breplicas\x18\x02 \x03(\v2!.spate.internal.v1.DesiredReplicaR\breplicas\"\xe0\x01\n" +
 	"\x0eDesiredReplica\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +
 	"\fleader_epoch\x18\x03 \x01(\x05R\vleaderEpoch\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\x05R\x06leader\x128\n" +
-	"\x06config\x18\x05 \x01(\v2 .spate.internal.v1.ReplicaConfigR\x06config\"\x81\x01\n" +
+	"\x06config\x18\x05 \x01(\v2 .spate.internal.v1.ReplicaConfigR\x06config\x12%\n" +
+	"\x0eleader_address\x18\x06 \x01(\tR\rleaderAddress\"\x81\x01\n" +
 	"\x10HeartbeatRequest\x12\x15\n" +
 	"\x06spu_id\x18\x01 \x01(\x05R\x05spuId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
