@@ -21,6 +21,10 @@ var (
 	// ErrNoSpace means the disk is full. Nothing of the failed append was
 	// kept; appends may succeed again once space is freed.
 	ErrNoSpace = errors.New("commitlog: no space left on device")
+	// ErrNotContiguous means AppendReplicated was given batches that do
+	// not continue the log exactly at its end offset: a gap or an overlap.
+	// The follower should fetch again from EndOffset.
+	ErrNotContiguous = errors.New("commitlog: batches do not continue the log")
 	// ErrClosed means the Log was closed.
 	ErrClosed = errors.New("commitlog: log closed")
 	// ErrCorrupt means the stored data does not agree with itself (a batch

@@ -103,6 +103,24 @@ type Info struct {
 // The batches are in the page cache when Append returns; call Sync to wait
 // until they are on disk.
 func (l *Log) Append(b []byte) (base, last int64, err error) {
+	return l.append(b, false)
+}
+
+// AppendReplicated writes batches fetched from the partition's leader: whole
+// batches whose base offsets and leader epochs are kept as the leader
+// stamped them. The first must begin exactly at EndOffset and each next one
+// where the previous ends; otherwise it fails with an error wrapping
+// ErrNotContiguous and writes nothing. It returns the last offset written.
+//
+// Apart from keeping the offsets, it behaves as Append: same validation,
+// rolls, single write, rollback on a failed write, and indexes.
+func (l *Log) AppendReplicated(b []byte) (last int64, err error) {
+	_, last, err = l.append(b, true)
+	return last, err
+}
+
+// append is Append, or AppendReplicated when replicated is true.
+func (l *Log) append(b []byte, replicated bool) (base, last int64, err error) {
 	cfg := l.cfg.Load()
 	records, err := validateBatches(b, cfg.MaxBatchBytes)
 	if err != nil {
@@ -115,6 +133,12 @@ func (l *Log) Append(b []byte) (base, last int64, err error) {
 	}
 	if p := l.failure.Load(); p != nil {
 		return 0, 0, *p
+	}
+	base = l.end.Load()
+	if replicated {
+		if err := checkContiguous(b, base); err != nil {
+			return 0, 0, err
+		}
 	}
 	s := l.active
 	now := time.Now()
@@ -132,15 +156,17 @@ func (l *Log) Append(b []byte) (base, last int64, err error) {
 		return 0, 0, fmt.Errorf("%w: %d bytes in one append", ErrBatchTooLarge, len(b))
 	}
 
-	base = l.end.Load()
-	epoch := l.epoch.Load()
-	next := base
-	for p := b; len(p) > 0; {
-		h, _ := batch.ParseHeader(p) // validated above
-		batch.SetBaseOffset(p, next)
-		batch.SetLeaderEpoch(p, epoch)
-		next += int64(h.RecordCount)
-		p = p[h.Size():]
+	next := base + records
+	if !replicated {
+		epoch := l.epoch.Load()
+		off := base
+		for p := b; len(p) > 0; {
+			h, _ := batch.ParseHeader(p) // validated above
+			batch.SetBaseOffset(p, off)
+			batch.SetLeaderEpoch(p, epoch)
+			off += int64(h.RecordCount)
+			p = p[h.Size():]
+		}
 	}
 	if _, err := s.w.f.WriteAt(b, pos); err != nil {
 		// Leave nothing of a partial write.
@@ -170,6 +196,22 @@ func (l *Log) Append(b []byte) (base, last int64, err error) {
 	l.end.Store(next)
 	l.notifyChanged()
 	return base, next - 1, nil
+}
+
+// checkContiguous checks that the batches in b, already validated, begin at
+// end and follow each other without a gap or an overlap. (A valid batch
+// spans exactly as many offsets as it holds records.)
+func checkContiguous(b []byte, end int64) error {
+	next := end
+	for n := 0; len(b) > 0; n++ {
+		h, _ := batch.ParseHeader(b)
+		if h.BaseOffset != next {
+			return fmt.Errorf("%w: batch %d begins at offset %d, the log continues at %d", ErrNotContiguous, n, h.BaseOffset, next)
+		}
+		next = h.NextOffset()
+		b = b[h.Size():]
+	}
+	return nil
 }
 
 // validateBatches checks that b is one or more whole, well-formed batches of
