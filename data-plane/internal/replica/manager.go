@@ -27,6 +27,9 @@ var (
 	ErrUnknownPartition = errors.New("replica: unknown partition")
 	// ErrInvalidSpec means a declared replica cannot be accepted as is.
 	ErrInvalidSpec = errors.New("replica: invalid spec")
+	// ErrNotLeader means a write to a replica that follows another SPU:
+	// the client should produce to the leader the error names.
+	ErrNotLeader = errors.New("replica: not the leader")
 	// ErrClosed means the Manager was closed.
 	ErrClosed = errors.New("replica: closed")
 )
@@ -59,8 +62,38 @@ type Replica struct {
 	// Counters for this partition, registered by the Manager.
 	BytesIn, RecordsIn, BytesOut, RecordsOut prometheus.Counter
 
-	mu   sync.Mutex // guards spec
-	spec Spec
+	mu       sync.Mutex // guards spec, follower and leaderID
+	spec     Spec
+	follower bool
+	leaderID int32
+}
+
+// SetLeader makes the replica its partition's leader, which accepts
+// produce. A replica is the leader until SetFollower is called: a
+// standalone SPU leads every replica it holds.
+func (r *Replica) SetLeader() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.follower, r.leaderID = false, 0
+}
+
+// SetFollower makes the replica a follower of SPU leader: produce is
+// refused with ErrNotLeader, and only replicated appends write its log.
+func (r *Replica) SetFollower(leader int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.follower, r.leaderID = true, leader
+}
+
+// CheckLeader returns nil when the replica leads its partition, and
+// otherwise an error wrapping ErrNotLeader that names the leader.
+func (r *Replica) CheckLeader() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.follower {
+		return nil
+	}
+	return fmt.Errorf("%w of %s; the leader is SPU %d", ErrNotLeader, r.Key, r.leaderID)
 }
 
 // Spec returns the replica's current declared spec.

@@ -21,6 +21,8 @@ func connectCode(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	case errors.Is(err, replica.ErrUnknownTopic), errors.Is(err, replica.ErrUnknownPartition):
 		return connect.CodeNotFound
+	case errors.Is(err, replica.ErrNotLeader):
+		return connect.CodeFailedPrecondition
 	case errors.Is(err, commitlog.ErrOffsetOutOfRange):
 		return connect.CodeOutOfRange
 	case errors.Is(err, commitlog.ErrNoSpace):

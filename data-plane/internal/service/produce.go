@@ -110,6 +110,9 @@ func (p *Produce) write(topic string, partition int32, batches []byte, acks data
 	if err != nil {
 		return 0, 0, nil, err
 	}
+	if err := r.CheckLeader(); err != nil {
+		return 0, 0, nil, err
+	}
 	base, last, err = r.Log.Append(batches)
 	if err != nil {
 		return 0, 0, nil, err
