@@ -141,10 +141,16 @@ func startRegistry(t *testing.T, addr string, initial *internalv1.WatchReplicasR
 	return f, srv
 }
 
+// desired declares partitions of topic led by SPU 0.
 func desired(topic string, partitions ...int32) []*internalv1.DesiredReplica {
+	return desiredLedBy(0, topic, partitions...)
+}
+
+// desiredLedBy declares partitions of topic led by SPU leader.
+func desiredLedBy(leader int32, topic string, partitions ...int32) []*internalv1.DesiredReplica {
 	var out []*internalv1.DesiredReplica
 	for _, p := range partitions {
-		out = append(out, &internalv1.DesiredReplica{Topic: topic, Partition: p, LeaderEpoch: 2, Config: &internalv1.ReplicaConfig{SegmentBytes: 1 << 20}})
+		out = append(out, &internalv1.DesiredReplica{Topic: topic, Partition: p, LeaderEpoch: 2, Leader: leader, Config: &internalv1.ReplicaConfig{SegmentBytes: 1 << 20}})
 	}
 	return out
 }
@@ -183,7 +189,7 @@ func TestAgentAppliesDesiredSetsAndHeartbeats(t *testing.T) {
 	s := sputest.Start(t, spu.Config{ID: 7, ControlPlane: cp.URL, PublicAddr: "http://spu-7.example:9010"})
 	c := newClients(s.URL)
 
-	reg.push(t, 7, 1, desired("orders", 0, 1)...)
+	reg.push(t, 7, 1, desiredLedBy(7, "orders", 0, 1)...)
 	waitHeld(t, c, "orders/0", "orders/1")
 	if _, err := c.produceOne(t, "orders", 1, makeBatch(t, 0, "a", "b", "c")); err != nil {
 		t.Fatal(err)
@@ -204,11 +210,11 @@ func TestAgentAppliesDesiredSetsAndHeartbeats(t *testing.T) {
 	}
 
 	// A new set: orders/0 goes, payments/0 comes.
-	reg.push(t, 7, 2, append(desired("orders", 1), desired("payments", 0)...)...)
+	reg.push(t, 7, 2, append(desiredLedBy(7, "orders", 1), desiredLedBy(7, "payments", 0)...)...)
 	waitHeld(t, c, "orders/1", "payments/0")
 	// An older revision on the same stream is ignored.
-	reg.push(t, 7, 1, desired("orders", 0)...)
-	reg.push(t, 7, 3, append(desired("orders", 1), desired("payments", 0, 1)...)...)
+	reg.push(t, 7, 1, desiredLedBy(7, "orders", 0)...)
+	reg.push(t, 7, 3, append(desiredLedBy(7, "orders", 1), desiredLedBy(7, "payments", 0, 1)...)...)
 	waitHeld(t, c, "orders/1", "payments/0", "payments/1")
 	// An empty set from a control plane with state removes everything.
 	reg.push(t, 7, 4)

@@ -1,7 +1,9 @@
 // Package agent joins an SPU to the control plane. It holds the
 // RegistryService.WatchReplicas stream open, applies each desired replica
 // set it receives to the SPU's replica.Manager, and sends a Heartbeat with
-// the status of every replica once a second.
+// the status of every replica once a second. Replicas led by another SPU
+// are followers: the agent marks them so (produce is refused) and runs a
+// fetch loop for each (package follower) while they follow.
 //
 // The control plane may go away at any time: the agent reconnects with
 // backoff while the SPU keeps serving the replicas it holds. As a guard
@@ -23,6 +25,7 @@ import (
 
 	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/data-plane/internal/follower"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
 
@@ -67,6 +70,9 @@ type Agent struct {
 	replicas *replica.Manager
 	logger   *slog.Logger
 	registry internalv1connect.RegistryServiceClient
+	// followers runs the fetch loops of the replicas this SPU follows;
+	// only apply updates it, and Run closes it.
+	followers *follower.Set
 
 	mu           sync.Mutex // guards the fields below
 	interval     time.Duration
@@ -99,6 +105,10 @@ func New(cfg Config, replicas *replica.Manager, logger *slog.Logger) (*Agent, er
 		registry: internalv1connect.NewRegistryServiceClient(cfg.HTTPClient, cfg.ControlPlane, connect.WithReadMaxBytes(64<<20)),
 		interval: cfg.HeartbeatInterval,
 		applied:  -1,
+		followers: follower.New(follower.Config{
+			MinBackoff: cfg.MinBackoff,
+			MaxBackoff: cfg.MaxBackoff,
+		}, logger.With("spu", cfg.ID)),
 	}, nil
 }
 
@@ -115,9 +125,11 @@ func defaultHTTPClient() *http.Client {
 }
 
 // Run watches the desired replicas and heartbeats until ctx ends; it then
-// returns nil. Failures to reach the control plane are logged and retried,
-// never returned.
+// stops the fetch loops of the followers and returns nil. Failures to reach
+// the control plane are logged and retried, never returned. Run is called
+// once.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.followers.Close()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.heartbeatLoop(ctx) })
 	a.watchLoop(ctx)
@@ -213,6 +225,8 @@ func (a *Agent) apply(msg *internalv1.WatchReplicasResponse) {
 	}
 	want := make(map[replica.Key]bool, len(msg.Replicas))
 	failed := 0
+	var leaders []*replica.Replica
+	var follow []follower.Target
 	for _, d := range msg.Replicas {
 		spec := replica.Spec{
 			Topic:       d.Topic,
@@ -224,7 +238,25 @@ func (a *Agent) apply(msg *internalv1.WatchReplicasResponse) {
 		if _, err := a.replicas.Ensure(spec); err != nil {
 			failed++
 			a.logger.Error("ensure replica", "topic", d.Topic, "partition", d.Partition, "err", err)
+			continue
 		}
+		r, err := a.replicas.Get(d.Topic, d.Partition)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if d.Leader == a.cfg.ID {
+			leaders = append(leaders, r)
+			continue
+		}
+		// Refuse produce before the fetch loop starts writing.
+		r.SetFollower(d.Leader)
+		follow = append(follow, follower.Target{Replica: r, Leader: d.Leader, Address: d.LeaderAddress})
+	}
+	// Stop the loops of replicas that now lead or are removed, and wait for
+	// them, before those replicas accept produce or are deleted.
+	a.followers.Update(follow)
+	for _, r := range leaders {
+		r.SetLeader()
 	}
 	for _, r := range a.replicas.List("") {
 		if want[r.Key] {
