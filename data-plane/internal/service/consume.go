@@ -149,11 +149,13 @@ func (c *Consume) stream(ctx context.Context, r *replica.Replica, next, end int6
 			EndOffset:   r.Log.EndOffset(),
 			EndReached:  hasEnd && nextOff >= end,
 		}
+		// Count before sending: a client that has the last response must
+		// find it counted.
+		r.BytesOut.Add(float64(len(data)))
+		r.RecordsOut.Add(float64(records))
 		if err := send(resp); err != nil {
 			return err
 		}
-		r.BytesOut.Add(float64(len(data)))
-		r.RecordsOut.Add(float64(records))
 		if resp.EndReached {
 			return nil
 		}
