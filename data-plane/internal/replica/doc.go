@@ -3,6 +3,11 @@
 // that a restarted SPU serves the same replicas before it hears from the
 // control plane again.
 //
+// A replica is its partition's leader, which accepts produce, until it is
+// made a follower (Replica.SetFollower); a follower's log is written only by
+// replication (package follower). The role is not persisted: after a restart
+// every replica leads until the agent applies the control plane's set.
+//
 // # On-disk layout
 //
 //	<data dir>/<topic>/<partition>/replica.json   the declared Spec (JSON)
