@@ -234,6 +234,9 @@ func (a *Agent) apply(msg *internalv1.WatchReplicasResponse) {
 			LeaderEpoch: d.LeaderEpoch,
 			Settings:    replica.SettingsFromProto(d.Config),
 		}
+		if d.Leader != a.cfg.ID {
+			spec.FollowsLeader = &d.Leader
+		}
 		want[spec.Key()] = true
 		if _, err := a.replicas.Ensure(spec); err != nil {
 			failed++

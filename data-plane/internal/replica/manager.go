@@ -44,10 +44,15 @@ func (k Key) String() string { return fmt.Sprintf("%s/%d", k.Topic, k.Partition)
 
 // Spec is what the control plane declares for a replica.
 type Spec struct {
-	Topic       string   `json:"topic"`
-	Partition   int32    `json:"partition"`
-	LeaderEpoch int32    `json:"leader_epoch"`
-	Settings    Settings `json:"settings"`
+	Topic       string `json:"topic"`
+	Partition   int32  `json:"partition"`
+	LeaderEpoch int32  `json:"leader_epoch"`
+	// FollowsLeader is the SPU that leads the partition when this replica
+	// follows it; nil when this replica leads. It is persisted so that a
+	// restarted SPU refuses produce to its followers before it hears from
+	// the control plane again.
+	FollowsLeader *int32   `json:"follows_leader,omitempty"`
+	Settings      Settings `json:"settings"`
 }
 
 // Key returns the partition the spec is for.
@@ -184,7 +189,7 @@ func (m *Manager) open(spec Spec) (*Replica, error) {
 	}
 	l.SetLeaderEpoch(spec.LeaderEpoch)
 	lv := []string{k.Topic, strconv.Itoa(int(k.Partition))}
-	return &Replica{
+	r := &Replica{
 		Key:        k,
 		Log:        l,
 		spec:       spec,
@@ -192,7 +197,11 @@ func (m *Manager) open(spec Spec) (*Replica, error) {
 		RecordsIn:  m.metrics.recordsIn.WithLabelValues(lv...),
 		BytesOut:   m.metrics.bytesOut.WithLabelValues(lv...),
 		RecordsOut: m.metrics.recordsOut.WithLabelValues(lv...),
-	}, nil
+	}
+	if spec.FollowsLeader != nil {
+		r.follower, r.leaderID = true, *spec.FollowsLeader
+	}
+	return r, nil
 }
 
 // Get returns the replica of a partition, or an error wrapping
@@ -268,6 +277,11 @@ func (m *Manager) Ensure(spec Spec) (created bool, err error) {
 		r.Log.SetLeaderEpoch(spec.LeaderEpoch)
 		r.mu.Lock()
 		r.spec = spec
+		if spec.FollowsLeader != nil {
+			// Refuse produce at once; becoming the leader is the caller's
+			// SetLeader, once its fetch loop has stopped.
+			r.follower, r.leaderID = true, *spec.FollowsLeader
+		}
 		r.mu.Unlock()
 		return false, writeSpec(filepath.Join(m.partitionDir(spec.Key()), "replica.json"), spec)
 	}

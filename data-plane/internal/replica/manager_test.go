@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
@@ -67,5 +68,31 @@ func TestManagerRemoveDeletesTheData(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	if len(left) != 0 {
 		t.Fatalf("data dir still holds %v", left)
+	}
+}
+
+func TestFollowerRoleSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	m := open(t, dir)
+	leader := int32(2)
+	if _, err := m.Ensure(replica.Spec{Topic: "f", Partition: 0, FollowsLeader: &leader}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Ensure(replica.Spec{Topic: "f", Partition: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	m = open(t, dir)
+	follower, err := m.Get("f", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.CheckLeader(); !errors.Is(err, replica.ErrNotLeader) || !strings.Contains(err.Error(), "SPU 2") {
+		t.Fatalf("a reloaded follower accepts produce: %v", err)
+	}
+	lead, _ := m.Get("f", 1)
+	if err := lead.CheckLeader(); err != nil {
+		t.Fatalf("a reloaded leader refuses produce: %v", err)
 	}
 }
