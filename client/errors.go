@@ -42,8 +42,10 @@ var (
 
 // IsRetriable reports whether err is transient: the same call may succeed
 // if made again, after a short wait. That is the case when the SPU is
-// unavailable or overloaded, when a connection broke (ErrConnectionLost)
-// and when a request was aborted. It is false for nil, for errors that will
+// unavailable or overloaded, when a connection broke (ErrConnectionLost),
+// when a request was aborted, and when it reached a replica that no longer
+// leads its partition (FailedPrecondition: the leader moved, and the
+// metadata watch catches up). It is false for nil, for errors that will
 // recur (a bad request, a missing topic, an offset out of range) and for
 // the cancellation or deadline of the caller's own context.
 //
@@ -59,7 +61,7 @@ func IsRetriable(err error) bool {
 		return false
 	}
 	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeAborted, connect.CodeResourceExhausted:
+	case connect.CodeUnavailable, connect.CodeAborted, connect.CodeResourceExhausted, connect.CodeFailedPrecondition:
 		return true
 	case connect.CodeUnknown, connect.CodeInternal, connect.CodeCanceled:
 		// connect gives a broken connection any of these codes; the

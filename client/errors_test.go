@@ -25,6 +25,7 @@ func TestIsRetriable(t *testing.T) {
 		{"unavailable", connect.NewError(connect.CodeUnavailable, errors.New("down")), true},
 		{"aborted", connect.NewError(connect.CodeAborted, errors.New("leader moved")), true},
 		{"resource exhausted", connect.NewError(connect.CodeResourceExhausted, errors.New("slow down")), true},
+		{"not the leader", connect.NewError(connect.CodeFailedPrecondition, errors.New("replica: not the leader of t/0; the leader is SPU 2")), true},
 		{"unexpected EOF", connect.NewError(connect.CodeInternal, fmt.Errorf("protocol error: %w", io.ErrUnexpectedEOF)), true},
 		{"connection reset", connect.NewError(connect.CodeCanceled, fmt.Errorf("write: %w", syscall.ECONNRESET)), true},
 		{"internal", connect.NewError(connect.CodeInternal, errors.New("bug")), false},
