@@ -89,6 +89,8 @@ func TestScripts(t *testing.T) {
 			"startcluster": cmdStartCluster(bin),
 			"addspus":      cmdAddSPUs,
 			"waittopic":    cmdWaitTopic,
+			"stopleader":   cmdStopLeader,
+			"sleep":        cmdSleep,
 		},
 	})
 }
@@ -237,16 +239,75 @@ func startSPUs(ts *testscript.TestScript, first, n int) {
 	}
 	dir := ts.MkAbs(filepath.Join(ts.Getenv("DATA"), "inproc"))
 	logger := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	ts.Defer(func() { cancel(); wg.Wait() })
 	for id := first; id < first+n; id++ {
 		s, err := spu.New(spu.Config{DataDir: filepath.Join(dir, fmt.Sprintf("spu-%d", id)), ID: int32(id), ControlPlane: url, ShutdownTimeout: 500 * time.Millisecond}, logger)
 		ts.Check(err)
 		sl, err := net.Listen("tcp", "127.0.0.1:0")
 		ts.Check(err)
-		wg.Go(func() { _ = s.Serve(ctx, sl) })
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Serve(ctx, sl) }()
+		stop := func() { cancel(); <-done }
+		runningSPUs.Store(fmt.Sprintf("%s/%d", url, id), stop)
+		ts.Defer(stop)
 	}
+}
+
+// cmdSleep is `sleep DURATION`, e.g. `sleep 1s`.
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+// runningSPUs maps "<control plane URL>/<SPU id>" to a func that stops
+// that in-process SPU and waits for it.
+var runningSPUs sync.Map
+
+// cmdStopLeader is `stopleader TOPIC PARTITION`: stop the SPU that leads
+// the partition, then wait up to 30 s until the control plane has moved
+// leadership to another replica and the topic is ready again.
+func cmdStopLeader(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: stopleader TOPIC PARTITION")
+	}
+	p, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	url := ts.Getenv("CONTROL_PLANE")
+	c, err := client.New(client.WithControlPlane(url))
+	ts.Check(err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leaderOf := func() (int32, client.TopicState) {
+		t, err := c.DescribeTopic(ctx, args[0])
+		ts.Check(err)
+		for _, ps := range t.Partitions {
+			if ps.Partition == int32(p) {
+				return ps.Leader, t.State
+			}
+		}
+		ts.Fatalf("topic %s has no partition %d", args[0], p)
+		return 0, 0
+	}
+	old, _ := leaderOf()
+	stop, ok := runningSPUs.Load(fmt.Sprintf("%s/%d", url, old))
+	if !ok {
+		ts.Fatalf("SPU %d does not run in this script", old)
+	}
+	stop.(func())()
+	ts.Logf("stopped SPU %d, the leader of %s/%d", old, args[0], p)
+	for ctx.Err() == nil {
+		if leader, state := leaderOf(); leader != old && leader >= 0 && state.String() == "ready" {
+			ts.Logf("SPU %d leads %s/%d now", leader, args[0], p)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("leadership of %s/%d did not move from SPU %d within 30s", args[0], p, old)
 }
 
 // cmdAddSPUs is `addspus FIRST_ID N`: N more SPUs join the cluster.
