@@ -22,11 +22,12 @@ import (
 // retention. A read sees only whole batches that an Append had finished
 // writing when the read started.
 //
-// Lock order: appendMu, then mu, then syncMu. segment.loadMu is taken with mu
-// read-locked and nothing else after it; chMu is taken alone. The syncer
-// goroutine takes only syncMu, and never holds it across an fsync; readers
-// hold mu read-locked across their preads, so that retention, which deletes
-// segments with mu write-locked, never closes a file under them.
+// Lock order: appendMu, then deleteMu, then mu, then recoveryMu, then syncMu.
+// segment.loadMu is taken with mu read-locked and nothing else after it; chMu
+// is taken alone. The syncer goroutine takes only recoveryMu and syncMu, and
+// never holds syncMu across an fsync; readers hold mu read-locked across
+// their preads, so that retention, which deletes segments with mu
+// write-locked, never closes a file under them.
 type Log struct {
 	dir    string
 	logger *slog.Logger
@@ -39,6 +40,11 @@ type Log struct {
 	active       *segment
 	appendClosed bool
 
+	// deleteMu is held by retention while it drops and deletes segments,
+	// and by Reset, so that Reset never creates a file that retention is
+	// about to delete.
+	deleteMu sync.Mutex
+
 	// mu guards segs and closed, and the files of closed segments: they are
 	// closed or dropped only with mu write-locked.
 	mu     sync.RWMutex
@@ -50,8 +56,13 @@ type Log struct {
 	epoch   atomic.Int32 // leader epoch stamped on appended batches
 	failure atomic.Pointer[error]
 
+	// recoveryMu serializes the syncer's writes of the recovery point with
+	// Reset's.
+	recoveryMu sync.Mutex
+
 	// syncMu guards the state shared with the syncer goroutine.
 	syncMu     sync.Mutex
+	resets     uint64        // how many Resets ran; a round that spans one publishes nothing
 	syncActive *segment      // the active segment, as the syncer sees it
 	unsynced   []*segment    // rolled segments not yet fsynced, oldest first
 	dirDirty   bool          // a segment was created since the last fsync of the folder
@@ -488,6 +499,96 @@ func (l *Log) Close() error {
 	l.chMu.Unlock()
 	errs = append(errs, l.lock.Close())
 	return errors.Join(errs...)
+}
+
+// Reset discards the whole log and starts it again, empty, at offset 0. It
+// is for followers that diverged from their leader: they fetch everything
+// again.
+//
+// It deletes every segment and index file, newest first, creates an empty
+// active segment at base 0, makes that durable with the recovery point 0,
+// and then sets the start, end and durable offsets to 0 and wakes the
+// Changed waiters. It holds every lock of the log meanwhile, so concurrent
+// appends, reads, Syncs, retention and the syncer see the old log or the
+// new one, never a mix: a read of an offset of the old log then fails with
+// ErrOffsetOutOfRange, and so does a Sync waiting for one. A crash during
+// Reset leaves a prefix of the old log, or an empty one. The leader epoch
+// stamped on appends is kept.
+//
+// Reset fails with ErrClosed after Close, and with the log's failure once
+// it failed. An I/O error while it deletes or creates files fails the log
+// (ErrFailed): it must be reopened.
+func (l *Log) Reset() error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if l.appendClosed {
+		return ErrClosed
+	}
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	if err := l.resetLocked(); err != nil {
+		return err
+	}
+	l.notifyChanged()
+	return nil
+}
+
+// resetLocked is Reset with appendMu held: it takes the other locks.
+func (l *Log) resetLocked() error {
+	l.deleteMu.Lock()
+	defer l.deleteMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.recoveryMu.Lock()
+	defer l.recoveryMu.Unlock()
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+
+	old := l.segs
+	l.logger.Warn("resetting the log: deleting every segment",
+		"start_offset", l.start.Load(), "end_offset", l.end.Load(), "segments", len(old))
+	var errs []error
+	for i := len(old) - 1; i >= 0; i-- {
+		if err := old[i].remove(); err != nil {
+			errs = append(errs, fmt.Errorf("delete segment %d: %w", old[i].base, err))
+		}
+	}
+	var ns *segment
+	if len(errs) == 0 {
+		var err error
+		if ns, err = createSegment(l.dir, 0, time.Now()); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, syncDir(l.dir), writeRecoveryPoint(l.dir, 0))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// The old segments are closed and maybe partly deleted: reads
+		// fail, and the failure stops appends and Syncs.
+		if ns != nil {
+			ns.closeFiles()
+		}
+		err = fmt.Errorf("%w: reset: %w", ErrFailed, err)
+		l.fail(err)
+		return err
+	}
+	l.segs = []*segment{ns}
+	l.active = ns
+	l.syncActive = ns
+	l.unsynced = nil
+	l.dirDirty = false
+	l.start.Store(0)
+	l.end.Store(0)
+	l.durable.Store(0)
+	l.resets++
+	// Wake the waiting Syncs: they find their offsets out of range.
+	close(l.roundDone)
+	l.roundDone = make(chan struct{})
+	return nil
 }
 
 // closedChan is what Changed returns after Close.

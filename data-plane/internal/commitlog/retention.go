@@ -27,7 +27,7 @@ func (l *Log) EnforceRetention(now time.Time) (deleted int, err error) {
 		l.appendMu.Unlock()
 		return 0, ErrClosed
 	}
-	if s := l.active; s.size.Load() > 0 &&
+	if s := l.active; l.failure.Load() == nil && s.size.Load() > 0 &&
 		(now.Sub(s.w.rollBase) >= cfg.SegmentAge || cfg.RetentionTime > 0 && s.maxTs.Load() < cutoff) {
 		if err := l.roll(now); err != nil {
 			l.appendMu.Unlock()
@@ -36,6 +36,8 @@ func (l *Log) EnforceRetention(now time.Time) (deleted int, err error) {
 	}
 	l.appendMu.Unlock()
 
+	l.deleteMu.Lock()
+	defer l.deleteMu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

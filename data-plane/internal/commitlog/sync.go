@@ -69,7 +69,8 @@ type syncer struct {
 	f        *os.File // a read-only handle on the active segment's log file
 	base     int64    // the base offset of f's segment
 	pending  []*segment
-	recovery int64 // the recovery point last written
+	recovery int64  // the recovery point last written
+	resets   uint64 // Log.resets when f, base and recovery were set
 }
 
 // syncLoop is the syncer goroutine: it runs an fsync round each time it is
@@ -97,11 +98,21 @@ func (l *Log) syncLoop(recovery int64) {
 // if segments were created. Then it publishes the durable offset, wakes the
 // waiting Syncs, and advances the recovery point.
 func (l *Log) syncRound(st *syncer) {
-	// Read end before the segments: a roll after this point moves the
-	// bytes below target into a segment that is either st's active one or
-	// in unsynced.
-	target := l.end.Load()
+	// Read end with syncMu held: a roll, which needs syncMu, cannot run
+	// in between, so the bytes below target are in st's active segment or
+	// in unsynced; and target belongs to the same generation as resets.
 	l.syncMu.Lock()
+	target := l.end.Load()
+	resets := l.resets
+	if resets != st.resets {
+		// A Reset deleted the segments: st.f is an unlinked file, and
+		// Reset wrote the recovery point 0.
+		if st.f != nil {
+			st.f.Close()
+			st.f = nil
+		}
+		st.base, st.recovery, st.resets = -1, 0, resets
+	}
 	active := l.syncActive
 	st.pending = append(st.pending[:0], l.unsynced...)
 	dir := l.dirDirty
@@ -138,7 +149,16 @@ func (l *Log) syncRound(st *syncer) {
 	}
 	err := errors.Join(errs...)
 
+	l.recoveryMu.Lock()
+	defer l.recoveryMu.Unlock()
 	l.syncMu.Lock()
+	if l.resets != resets {
+		// A Reset ran during the round: what it fsynced is gone, and
+		// target and recovery would be stale. Reset woke the waiters.
+		l.syncMu.Unlock()
+		clear(st.pending)
+		return
+	}
 	var recovery int64
 	if err != nil {
 		l.dirDirty = l.dirDirty || dir
