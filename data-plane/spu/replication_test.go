@@ -191,46 +191,71 @@ func TestFollowerWaitsForTheLeaderAndStopsWhenRemoved(t *testing.T) {
 
 // TestDivergedFollowerKeepsItsLog: without truncation, a follower whose end
 // offset falls inside one of the leader's batches must not write anything.
-func TestDivergedFollowerKeepsItsLog(t *testing.T) {
-	reg, cp := startRegistry(t, "", nil)
-	a := sputest.Start(t, spu.Config{ID: 1, ControlPlane: cp.URL})
-	b := sputest.Start(t, spu.Config{ID: 2, ControlPlane: cp.URL})
-	ca, cb := newClients(a.URL), newClients(b.URL)
-	ledBy := func(leader int32, addr string) *internalv1.DesiredReplica {
-		return &internalv1.DesiredReplica{Topic: "split", Partition: 0, LeaderEpoch: leader, Leader: leader, LeaderAddress: addr}
-	}
-	// Each SPU believes it leads, and writes its own records.
-	reg.push(t, 1, 1, ledBy(1, a.URL))
-	reg.push(t, 2, 1, ledBy(2, b.URL))
-	waitHeld(t, ca, "split/0")
-	waitHeld(t, cb, "split/0")
-	if _, err := ca.produceOne(t, "split", 0, makeBatch(t, 0, "a0", "a1", "a2", "a3", "a4")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cb.produceOne(t, "split", 0, makeBatch(t, 0, "b0", "b1", "b2")); err != nil {
-		t.Fatal(err)
-	}
-	// B now follows A: its end, 3, is inside A's batch 0-4.
-	reg.push(t, 2, 2, ledBy(1, a.URL))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := cb.produceOne(t, "split", 0, makeBatch(t, 0, "x"))
-		if connect.CodeOf(err) == connect.CodeFailedPrecondition {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("B never became a follower: %v", err)
-		}
-		// Written before the new set arrived: B's log may now end at or past
-		// A's, which it must keep too.
-		time.Sleep(10 * time.Millisecond)
-	}
-	end := endOffset(t, cb, "split", 0)
-	time.Sleep(500 * time.Millisecond) // several fetch attempts
-	if got := endOffset(t, cb, "split", 0); got != end {
-		t.Fatalf("a diverged follower went from %d to %d", end, got)
-	}
-	if got := recordValues(cb.consumeRange(t, "split", 0, nil, 3), 0); strings.Join(got, ",") != "b0,b1,b2" {
-		t.Fatalf("B holds %v", got)
+// TestDivergedFollowerFetchesTheLeadersLogAgain has two SPUs that each
+// believe they lead, as an old leader that returns after a failover does,
+// and take produce; then B follows A at a new epoch. B's log ends inside
+// one of A's batches, or past A's end: B discards it and ends up holding
+// A's log byte for byte.
+func TestDivergedFollowerFetchesTheLeadersLogAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		aCount int // records A takes while B leads too
+	}{
+		{"EndInsideALeaderBatch", 40},
+		{"AheadOfTheLeader", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, cp := startRegistry(t, "", nil)
+			a := sputest.Start(t, spu.Config{ID: 1, ControlPlane: cp.URL})
+			b := sputest.Start(t, spu.Config{ID: 2, ControlPlane: cp.URL})
+			ca, cb := newClients(a.URL), newClients(b.URL)
+			ledBy := func(leader, epoch int32, addr string) *internalv1.DesiredReplica {
+				return &internalv1.DesiredReplica{Topic: "split", Partition: 0, LeaderEpoch: epoch, Leader: leader, LeaderAddress: addr}
+			}
+			// Each SPU believes it leads, and writes its own records.
+			reg.push(t, 1, 1, ledBy(1, 1, a.URL))
+			reg.push(t, 2, 1, ledBy(2, 1, b.URL))
+			waitHeld(t, ca, "split/0")
+			waitHeld(t, cb, "split/0")
+			if _, err := ca.produceOne(t, "split", 0, makeBatch(t, 0, values("a", 0, tc.aCount)...)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cb.produceOne(t, "split", 0, makeBatch(t, 0, "b0", "b1", "b2")); err != nil {
+				t.Fatal(err)
+			}
+			// B now follows A at a new epoch.
+			reg.push(t, 1, 2, ledBy(1, 2, a.URL))
+			reg.push(t, 2, 2, ledBy(1, 2, a.URL))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err := cb.produceOne(t, "split", 0, makeBatch(t, 0, "x"))
+				if connect.CodeOf(err) == connect.CodeFailedPrecondition {
+					break
+				}
+				if err != nil || time.Now().After(deadline) {
+					t.Fatalf("B never became a follower: %v", err)
+				}
+				// Written before the new set arrived: B diverges a bit more.
+				time.Sleep(10 * time.Millisecond)
+			}
+			refusedNotLeader(t, cb, "split", 1)
+			// Ahead of A, B must first shrink.
+			for endOffset(t, cb, "split", 0) > endOffset(t, ca, "split", 0) {
+				if time.Now().After(deadline) {
+					t.Fatalf("B still ahead of A: %d > %d", endOffset(t, cb, "split", 0), endOffset(t, ca, "split", 0))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			waitCaughtUp(t, ca, cb, "split", 0)
+			if got := recordValues(cb.consumeRange(t, "split", 0, nil, 1), 0); len(got) != tc.aCount || got[0] != "a-0" {
+				t.Fatalf("B holds %v", got)
+			}
+
+			// And B keeps following.
+			if _, err := ca.produceOne(t, "split", 0, makeBatch(t, 0, "after0", "after1")); err != nil {
+				t.Fatal(err)
+			}
+			waitCaughtUp(t, ca, cb, "split", 0)
+		})
 	}
 }

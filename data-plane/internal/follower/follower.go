@@ -5,10 +5,14 @@
 // offsets and epochs. A failed stream is retried with backoff.
 //
 // This is the simplest correct replication: there is no high watermark, no
-// in-sync set and no truncation. A follower whose log is ahead of its
-// leader's, or whose end falls inside one of the leader's batches, has
-// diverged: the loop logs it and retries, and the replica stays as it is
-// until an operator or a later version truncates it.
+// in-sync set and no truncation to a common point. A follower whose log is
+// ahead of its leader's, or whose end falls inside one of the leader's
+// batches, has diverged: the loop logs it, discards the replica's whole log
+// with commitlog.Log.Reset, and fetches everything again from offset 0.
+//
+// A follower whose diverged log happens to end exactly at a batch boundary
+// of the leader's, at or below the leader's end, is not noticed: there is
+// no check of leader epochs yet.
 package follower
 
 import (
@@ -30,7 +34,8 @@ import (
 
 // ErrDiverged means the follower's log does not end at a batch boundary of
 // the leader's: the leader sent a batch that begins below the follower's
-// end offset and ends above it.
+// end offset and ends above it, or the follower's end offset is past the
+// leader's.
 var ErrDiverged = errors.New("follower: log diverged from the leader's")
 
 // Config configures a Set.
@@ -160,7 +165,11 @@ func (s *Set) run(ctx context.Context, t Target) {
 			backoff = s.cfg.MinBackoff
 		}
 		if errors.Is(err, ErrDiverged) {
-			logger.Error("cannot follow the leader", "end_offset", r.Log.EndOffset(), "err", err)
+			logger.Warn("the log diverged from the leader's; discarding it to fetch everything again",
+				"start_offset", r.Log.StartOffset(), "end_offset", r.Log.EndOffset(), "err", err)
+			if err := r.Log.Reset(); err != nil {
+				logger.Error("could not reset the diverged log", "err", err)
+			}
 		} else {
 			logger.Debug("fetch stream ended; retrying", "end_offset", r.Log.EndOffset(), "backoff", backoff, "err", err)
 		}
@@ -207,7 +216,33 @@ func (s *Set) fetch(ctx context.Context, client dataplanev1connect.ConsumeServic
 		}
 		progressed = true
 	}
-	return progressed, stream.Err()
+	err = stream.Err()
+	if connect.CodeOf(err) == connect.CodeOutOfRange {
+		if derr := s.checkAhead(ctx, client, t); derr != nil {
+			return progressed, derr
+		}
+	}
+	return progressed, err
+}
+
+// checkAhead asks the leader for its end offset after it refused the
+// follower's end as out of range, and returns an ErrDiverged error if the
+// follower's log is ahead of the leader's.
+func (s *Set) checkAhead(ctx context.Context, client dataplanev1connect.ConsumeServiceClient, t Target) error {
+	r := t.Replica
+	resp, err := client.Offsets(ctx, connect.NewRequest(&dataplanev1.OffsetsRequest{Topic: r.Topic, Partitions: []int32{r.Partition}}))
+	if err != nil {
+		return nil
+	}
+	for _, p := range resp.Msg.Partitions {
+		if p.Partition != r.Partition {
+			continue
+		}
+		if end := r.Log.EndOffset(); end > p.EndOffset {
+			return fmt.Errorf("%w: the follower's end offset %d is past the leader's %d", ErrDiverged, end, p.EndOffset)
+		}
+	}
+	return nil
 }
 
 // skipHeld drops the leading batches of b that end at or below end, which
