@@ -43,6 +43,7 @@ import (
 	"github.com/spatehq/spate/control-plane/internal/provision"
 	"github.com/spatehq/spate/control-plane/internal/reconcile"
 	"github.com/spatehq/spate/control-plane/internal/store"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
 // Provisioner runs the SPUs of clusters; see Config.Provisioner. It is the
@@ -300,17 +301,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	hs := &http.Server{
-		Handler:           s.handler,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
+	hs := h2c.NewServer(s.handler, ctx, s.logger, nil)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
@@ -348,11 +339,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case <-ctx.Done():
 	}
 	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	if serr := hs.Shutdown(sctx); serr != nil {
-		hs.Close()
-	}
-	scancel()
+	h2c.Shutdown(hs, s.cfg.ShutdownTimeout)
 	if serr := <-errc; err == nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = serr
 	}

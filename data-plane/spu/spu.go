@@ -30,6 +30,7 @@ import (
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/data-plane/internal/service"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
 // Config configures an SPU. The zero value of each storage field takes the
@@ -205,21 +206,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("spu: %w", err)
 		}
 	}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	hs := &http.Server{
-		Handler:           s.handler,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:          1000,
-			MaxReceiveBufferPerStream:     8 << 20,
-			MaxReceiveBufferPerConnection: 32 << 20,
-		},
-		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
+	hs := h2c.NewServer(s.handler, ctx, s.logger, &http.HTTP2Config{
+		MaxConcurrentStreams:          1000,
+		MaxReceiveBufferPerStream:     8 << 20,
+		MaxReceiveBufferPerConnection: 32 << 20,
+	})
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	s.logger.Info("spu serving", "addr", l.Addr().String(), "data_dir", s.cfg.DataDir, "id", s.cfg.ID, "control_plane", s.cfg.ControlPlane)
@@ -237,12 +228,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		if timeout == 0 {
 			timeout = 2 * time.Second
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		// Streams run on ctx, which is done: they end, and Shutdown returns.
-		if serr := hs.Shutdown(sctx); serr != nil {
-			hs.Close()
-		}
-		cancel()
+		h2c.Shutdown(hs, timeout)
 		<-errc
 	}
 	stopAgent()

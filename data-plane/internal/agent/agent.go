@@ -27,6 +27,7 @@ import (
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
 	"github.com/spatehq/spate/data-plane/internal/follower"
 	"github.com/spatehq/spate/data-plane/internal/replica"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
 // Config configures an Agent.
@@ -87,7 +88,7 @@ func New(cfg Config, replicas *replica.Manager, logger *slog.Logger) (*Agent, er
 		return nil, err
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = defaultHTTPClient()
+		cfg.HTTPClient = h2c.NewClient()
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = time.Second
@@ -110,18 +111,6 @@ func New(cfg Config, replicas *replica.Manager, logger *slog.Logger) (*Agent, er
 			MaxBackoff: cfg.MaxBackoff,
 		}, logger.With("spu", cfg.ID)),
 	}, nil
-}
-
-func defaultHTTPClient() *http.Client {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols: &p,
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 10 * time.Second,
-			PingTimeout:     5 * time.Second,
-		},
-	}}
 }
 
 // Run watches the desired replicas and heartbeats until ctx ends; it then

@@ -30,6 +30,7 @@ import (
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/internal/batch"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
 // ErrDiverged means the follower's log does not end at a batch boundary of
@@ -79,12 +80,7 @@ type loop struct {
 // New returns an empty Set.
 func New(cfg Config, logger *slog.Logger) *Set {
 	if cfg.HTTPClient == nil {
-		var p http.Protocols
-		p.SetUnencryptedHTTP2(true)
-		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			Protocols: &p,
-			HTTP2:     &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
-		}}
+		cfg.HTTPClient = h2c.NewClient()
 	}
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 1 << 20

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spatehq/spate/data-plane/spu"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
 // SPU is an in-process SPU serving on 127.0.0.1.
@@ -74,7 +75,5 @@ func (s *SPU) Stop(t testing.TB) {
 // HTTPClient returns an HTTP client that speaks HTTP/2 without TLS (h2c),
 // which the SPU's streaming RPCs need.
 func HTTPClient() *http.Client {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+	return h2c.NewClient()
 }
