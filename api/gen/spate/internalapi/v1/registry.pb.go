@@ -77,8 +77,12 @@ func (x *WatchReplicasRequest) GetAddress() string {
 type WatchReplicasResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Increases with every change; the SPU may ignore an older one.
-	Revision      int64             `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Replicas      []*DesiredReplica `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Revision int64             `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Replicas []*DesiredReplica `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The principals of the cluster's tenant and what they may do, complete
+	// in every response. The SPU authorizes produce and consume requests
+	// against it; a principal not in the list may do nothing.
+	Principals    []*Principal `protobuf:"bytes,3,rep,name=principals,proto3" json:"principals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +131,139 @@ func (x *WatchReplicasResponse) GetReplicas() []*DesiredReplica {
 	return nil
 }
 
+func (x *WatchReplicasResponse) GetPrincipals() []*Principal {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+// Principal is a person or service account of the cluster's tenant.
+type Principal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user" or "service-account".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// A person's role: "owner", "admin" or "member".
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// A service account's grants.
+	Grants        []*Grant `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Principal) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Principal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Principal) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Principal) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// Grant allows ops ("produce", "consume", "admin") on the topics that
+// topic (a name, a prefix followed by '*', or "*") matches.
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Ops           []string               `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Grant) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Grant) GetOps() []string {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
 // DesiredReplica is a replica the SPU must hold.
 type DesiredReplica struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +283,7 @@ type DesiredReplica struct {
 
 func (x *DesiredReplica) Reset() {
 	*x = DesiredReplica{}
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[2]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +295,7 @@ func (x *DesiredReplica) String() string {
 func (*DesiredReplica) ProtoMessage() {}
 
 func (x *DesiredReplica) ProtoReflect() protoreflect.Message {
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[2]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +308,7 @@ func (x *DesiredReplica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredReplica.ProtoReflect.Descriptor instead.
 func (*DesiredReplica) Descriptor() ([]byte, []int) {
-	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DesiredReplica) GetTopic() string {
@@ -227,7 +364,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[3]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +376,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[3]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +389,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatRequest) GetSpuId() int32 {
@@ -291,7 +428,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[4]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +440,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[4]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +453,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReplicaStatus) GetTopic() string {
@@ -371,7 +508,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[5]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +520,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spate_internal_v1_registry_proto_msgTypes[5]
+	mi := &file_spate_internal_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +533,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_spate_internal_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeartbeatResponse) GetIntervalMs() int64 {
@@ -413,10 +550,21 @@ const file_spate_internal_v1_registry_proto_rawDesc = "" +
 	" spate/internal/v1/registry.proto\x12\x11spate.internal.v1\x1a\x1fspate/internal/v1/replica.proto\"G\n" +
 	"\x14WatchReplicasRequest\x12\x15\n" +
 	"\x06spu_id\x18\x01 \x01(\x05R\x05spuId\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"r\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xb0\x01\n" +
 	"\x15WatchReplicasResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12=\n" +
-	"\breplicas\x18\x02 \x03(\v2!.spate.internal.v1.DesiredReplicaR\breplicas\"\xe0\x01\n" +
+	"\breplicas\x18\x02 \x03(\v2!.spate.internal.v1.DesiredReplicaR\breplicas\x12<\n" +
+	"\n" +
+	"principals\x18\x03 \x03(\v2\x1c.spate.internal.v1.PrincipalR\n" +
+	"principals\"u\n" +
+	"\tPrincipal\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x120\n" +
+	"\x06grants\x18\x04 \x03(\v2\x18.spate.internal.v1.GrantR\x06grants\"/\n" +
+	"\x05Grant\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
+	"\x03ops\x18\x02 \x03(\tR\x03ops\"\xe0\x01\n" +
 	"\x0eDesiredReplica\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +
@@ -456,29 +604,33 @@ func file_spate_internal_v1_registry_proto_rawDescGZIP() []byte {
 	return file_spate_internal_v1_registry_proto_rawDescData
 }
 
-var file_spate_internal_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_spate_internal_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_spate_internal_v1_registry_proto_goTypes = []any{
 	(*WatchReplicasRequest)(nil),  // 0: spate.internal.v1.WatchReplicasRequest
 	(*WatchReplicasResponse)(nil), // 1: spate.internal.v1.WatchReplicasResponse
-	(*DesiredReplica)(nil),        // 2: spate.internal.v1.DesiredReplica
-	(*HeartbeatRequest)(nil),      // 3: spate.internal.v1.HeartbeatRequest
-	(*ReplicaStatus)(nil),         // 4: spate.internal.v1.ReplicaStatus
-	(*HeartbeatResponse)(nil),     // 5: spate.internal.v1.HeartbeatResponse
-	(*ReplicaConfig)(nil),         // 6: spate.internal.v1.ReplicaConfig
+	(*Principal)(nil),             // 2: spate.internal.v1.Principal
+	(*Grant)(nil),                 // 3: spate.internal.v1.Grant
+	(*DesiredReplica)(nil),        // 4: spate.internal.v1.DesiredReplica
+	(*HeartbeatRequest)(nil),      // 5: spate.internal.v1.HeartbeatRequest
+	(*ReplicaStatus)(nil),         // 6: spate.internal.v1.ReplicaStatus
+	(*HeartbeatResponse)(nil),     // 7: spate.internal.v1.HeartbeatResponse
+	(*ReplicaConfig)(nil),         // 8: spate.internal.v1.ReplicaConfig
 }
 var file_spate_internal_v1_registry_proto_depIdxs = []int32{
-	2, // 0: spate.internal.v1.WatchReplicasResponse.replicas:type_name -> spate.internal.v1.DesiredReplica
-	6, // 1: spate.internal.v1.DesiredReplica.config:type_name -> spate.internal.v1.ReplicaConfig
-	4, // 2: spate.internal.v1.HeartbeatRequest.replicas:type_name -> spate.internal.v1.ReplicaStatus
-	0, // 3: spate.internal.v1.RegistryService.WatchReplicas:input_type -> spate.internal.v1.WatchReplicasRequest
-	3, // 4: spate.internal.v1.RegistryService.Heartbeat:input_type -> spate.internal.v1.HeartbeatRequest
-	1, // 5: spate.internal.v1.RegistryService.WatchReplicas:output_type -> spate.internal.v1.WatchReplicasResponse
-	5, // 6: spate.internal.v1.RegistryService.Heartbeat:output_type -> spate.internal.v1.HeartbeatResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 0: spate.internal.v1.WatchReplicasResponse.replicas:type_name -> spate.internal.v1.DesiredReplica
+	2, // 1: spate.internal.v1.WatchReplicasResponse.principals:type_name -> spate.internal.v1.Principal
+	3, // 2: spate.internal.v1.Principal.grants:type_name -> spate.internal.v1.Grant
+	8, // 3: spate.internal.v1.DesiredReplica.config:type_name -> spate.internal.v1.ReplicaConfig
+	6, // 4: spate.internal.v1.HeartbeatRequest.replicas:type_name -> spate.internal.v1.ReplicaStatus
+	0, // 5: spate.internal.v1.RegistryService.WatchReplicas:input_type -> spate.internal.v1.WatchReplicasRequest
+	5, // 6: spate.internal.v1.RegistryService.Heartbeat:input_type -> spate.internal.v1.HeartbeatRequest
+	1, // 7: spate.internal.v1.RegistryService.WatchReplicas:output_type -> spate.internal.v1.WatchReplicasResponse
+	7, // 8: spate.internal.v1.RegistryService.Heartbeat:output_type -> spate.internal.v1.HeartbeatResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_spate_internal_v1_registry_proto_init() }
@@ -493,7 +645,7 @@ func file_spate_internal_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spate_internal_v1_registry_proto_rawDesc), len(file_spate_internal_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
