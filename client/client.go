@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,11 +31,13 @@ const maxMessageBytes = 64 << 20
 // consumers and runs admin calls. A Client is safe for concurrent use; make
 // one and share it.
 type Client struct {
-	httpClient connect.HTTPClient
-	ownHTTP    *http.Client // the default client, closed by Close; nil if the caller's
+	httpClient connect.HTTPClient // to the SPUs
+	cpHTTP     connect.HTTPClient // to the control plane
+	ownHTTP    []*http.Client     // the default clients, closed by Close; none if the caller's
 	logger     *slog.Logger
 	resolver   resolver
 	connectOps []connect.ClientOption
+	cpOps      []connect.ClientOption // connectOps and, with a token, the bearer interceptor
 
 	// The control plane's services; nil without WithControlPlane.
 	controlPlane string
@@ -50,6 +53,9 @@ type clientConfig struct {
 	controlPlane string
 	httpClient   *http.Client
 	logger       *slog.Logger
+	spuTLS       *tls.Config
+	cpTLS        *tls.Config
+	token        TokenSource
 }
 
 // New returns a Client configured by opts: WithControlPlane, to follow a
@@ -90,16 +96,29 @@ func New(opts ...Option) (*Client, error) {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.httpClient != nil {
-		c.httpClient = cfg.httpClient
-	} else {
-		c.ownHTTP = defaultHTTPClient()
-		c.httpClient = c.ownHTTP
+	switch {
+	case cfg.httpClient != nil:
+		if cfg.spuTLS != nil || cfg.cpTLS != nil {
+			return nil, errors.New("client: WithHTTPClient and WithSPUTLS/WithControlPlaneTLS exclude each other: configure TLS in your HTTP client's transport")
+		}
+		c.httpClient, c.cpHTTP = cfg.httpClient, cfg.httpClient
+	case cfg.spuTLS == nil && cfg.cpTLS == nil:
+		h := defaultHTTPClient(nil)
+		c.ownHTTP = []*http.Client{h}
+		c.httpClient, c.cpHTTP = h, h
+	default:
+		spuHTTP, cpHTTP := defaultHTTPClient(cfg.spuTLS), defaultHTTPClient(cfg.cpTLS)
+		c.ownHTTP = []*http.Client{spuHTTP, cpHTTP}
+		c.httpClient, c.cpHTTP = spuHTTP, cpHTTP
+	}
+	c.cpOps = c.connectOps
+	if cfg.token != nil {
+		c.cpOps = append(slices.Clip(c.connectOps), connect.WithInterceptors(bearerInterceptor{cfg.token}))
 	}
 	if cp != "" {
 		c.controlPlane = cp
-		c.topics = controlplanev1connect.NewTopicServiceClient(c.httpClient, cp, c.connectOps...)
-		c.metadata = controlplanev1connect.NewMetadataServiceClient(c.httpClient, cp, c.connectOps...)
+		c.topics = controlplanev1connect.NewTopicServiceClient(c.cpHTTP, cp, c.cpOps...)
+		c.metadata = controlplanev1connect.NewMetadataServiceClient(c.cpHTTP, cp, c.cpOps...)
 	}
 	if spu != "" {
 		c.resolver = &staticResolver{client: c, endpoint: spu}
@@ -132,22 +151,30 @@ func (c *Client) Close() error {
 	if r, ok := c.resolver.(*metadataResolver); ok {
 		r.stop()
 	}
-	if c.ownHTTP != nil {
-		c.ownHTTP.CloseIdleConnections()
+	for _, h := range c.ownHTTP {
+		h.CloseIdleConnections()
 	}
 	return nil
 }
 
 // defaultHTTPClient returns an HTTP client that speaks HTTP/2 without TLS
-// (h2c, with prior knowledge) to http:// URLs and HTTP/2 over TLS to
+// (h2c, with prior knowledge) to http:// URLs and HTTP/2 over TLS, with
+// tlsConfig (nil for the system's roots and no client certificate), to
 // https:// ones, with flow-control windows large enough for streams of
 // batches.
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	p.SetHTTP2(true)
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+		if tlsConfig.MinVersion == 0 {
+			tlsConfig.MinVersion = tls.VersionTLS12
+		}
+	}
 	return &http.Client{Transport: &http.Transport{
 		Protocols:         &p,
+		TLSClientConfig:   tlsConfig,
 		ForceAttemptHTTP2: true,
 		HTTP2: &http.HTTP2Config{
 			MaxReceiveBufferPerConnection: 64 << 20,

@@ -43,7 +43,7 @@ func startRealControlPlane(t *testing.T) *realControlPlane {
 
 func (cp *realControlPlane) serve(t *testing.T, l net.Listener) {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: filepath.Join(cp.dir, "cp"), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	srv, err := server.New(server.Config{Insecure: true, DataDir: filepath.Join(cp.dir, "cp"), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

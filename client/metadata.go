@@ -43,7 +43,7 @@ var _ resolver = (*metadataResolver)(nil)
 func newMetadataResolver(c *Client, url string) *metadataResolver {
 	return &metadataResolver{
 		url:     url,
-		client:  controlplanev1connect.NewMetadataServiceClient(c.httpClient, url, c.connectOps...),
+		client:  controlplanev1connect.NewMetadataServiceClient(c.cpHTTP, url, c.cpOps...),
 		logger:  c.logger,
 		spus:    make(map[int32]*controlplanev1.SPU),
 		topics:  make(map[string][]*controlplanev1.PartitionPlacement),

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -246,4 +247,30 @@ func WithStopAtEnd() ConsumeOption {
 // (1 MiB). A batch larger than this still comes whole.
 func WithMaxBytes(n int32) ConsumeOption {
 	return consumeOptionFunc(func(c *consumeConfig) { c.maxBytes = n })
+}
+
+// WithSPUTLS sets the TLS configuration for https:// SPU URLs: RootCAs
+// should hold only the cluster's CA (profile.Profile.ClusterCA), and
+// Certificates or GetClientCertificate the client certificate the SPUs
+// require. Records stream over HTTP/2 over TLS, with the same large
+// flow-control windows as h2c. Without it (and WithHTTPClient), https://
+// URLs use the system's roots and no client certificate.
+func WithSPUTLS(c *tls.Config) Option {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.spuTLS = c })
+}
+
+// WithControlPlaneTLS sets the TLS configuration for an https:// control
+// plane URL: RootCAs should hold the control plane's root CA
+// (profile.Profile.RootCA) and, to act on a cluster by certificate, the
+// cluster's client certificate.
+func WithControlPlaneTLS(c *tls.Config) Option {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.cpTLS = c })
+}
+
+// WithToken makes every call to the control plane carry
+// "Authorization: Bearer <token>", the token coming from ts at each call
+// (cloud.Session is a TokenSource that refreshes its access token). Calls to
+// SPUs never carry it: SPUs authenticate client certificates.
+func WithToken(ts TokenSource) Option {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.token = ts })
 }

@@ -206,7 +206,7 @@ func cmdStartCluster(bin string) func(ts *testscript.TestScript, neg bool, args 
 		ts.Check(err)
 		dir := ts.MkAbs(filepath.Join(ts.Getenv("DATA"), "inproc"))
 		logger := slog.New(slog.DiscardHandler)
-		srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "cp"), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, logger)
+		srv, err := server.New(server.Config{Insecure: true, DataDir: filepath.Join(dir, "cp"), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, logger)
 		ts.Check(err)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		ts.Check(err)

@@ -1,13 +1,40 @@
 // Package profile reads and writes the Spate CLI and SDK configuration file,
 // ~/.spate/config.toml (or the file named by $SPATE_CONFIG).
 //
-// The file is TOML and always written with mode 0600, because later versions
-// hold client keys and tokens:
+// The file is TOML and always written with mode 0600 (a temporary file
+// renamed over the old one), because it holds client keys and tokens. It
+// has two tables: the logins, one per control plane, keyed by its URL, and
+// the profiles, one per cluster. Profiles of several control planes live
+// side by side; certificates and keys are inline PEM in multi-line strings:
 //
-//	current_profile = "local"
+//	current_profile = "orders-prod"
+//
+//	[logins."https://cp.example.com:9443"]
+//	control_plane_ca = '''
+//	-----BEGIN CERTIFICATE-----
+//	...
+//	-----END CERTIFICATE-----
+//	'''
+//	tenant = "t-abcdefghij"
+//	principal = "ada@example.com"
+//	access_token = "eyJ..."
+//	access_token_expires = 2026-11-22T23:15:00Z
+//	refresh_token = "sprt_..."
 //
 //	[profiles.local]
 //	control_plane = "http://127.0.0.1:9000"
+//
+//	[profiles.orders-prod]
+//	control_plane = "https://cp.example.com:9443"
+//	tenant = "t-abcdefghij"
+//	cluster = "orders"
+//	cluster_id = "c-0123456789"
+//	spus = ["https://10.0.0.5:9010"]
+//	cluster_ca = '''...'''
+//	root_ca = '''...'''
+//	client_cert = '''...'''
+//	client_key = '''...'''
+//	client_cert_expires = 2026-11-23T10:47:00Z
 //
 // A Config is not safe for concurrent use.
 package profile
@@ -22,6 +49,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -39,30 +67,117 @@ var (
 	ErrExists = errors.New("profile: already exists")
 	// ErrInvalidName is returned for an empty or malformed profile name.
 	ErrInvalidName = errors.New("profile: invalid name")
+	// ErrNotLoggedIn is returned by Login when there is no login at a
+	// control plane.
+	ErrNotLoggedIn = errors.New("profile: not logged in")
 )
 
 // Profile is how to reach one Spate cluster.
 //
-// Fields for TLS and tokens (issue 4) will be added here; unknown keys in the
-// file are kept as far as TOML decoding allows, so older CLIs do not fail.
+// A profile without certificates (for example the one `spate local up`
+// writes) speaks plain HTTP/2 (h2c) to the control plane. A profile made by
+// `spate cloud cluster use` (cloud.UseCluster) holds the cluster's
+// endpoints, its CAs and a client certificate with its key.
 type Profile struct {
 	// ControlPlane is the URL of the control plane, for example
-	// "http://127.0.0.1:9000".
+	// "http://127.0.0.1:9000" or "https://cp.example.com:9443". A profile
+	// with a login shares its URL with Config.Logins.
 	ControlPlane string `toml:"control_plane"`
-	// Cluster names the cluster within the control plane (optional).
+	// Tenant is the id of the tenant the cluster belongs to.
+	Tenant string `toml:"tenant,omitempty"`
+	// Cluster names the cluster within its tenant.
 	Cluster string `toml:"cluster,omitempty"`
-	// CA is a PEM file of the cluster CA (reserved, issue 4).
-	CA string `toml:"ca,omitempty"`
-	// ClientCert is a PEM client certificate file (reserved, issue 4).
-	ClientCert string `toml:"client_cert,omitempty"`
-	// ClientKey is a PEM client key file (reserved, issue 4).
-	ClientKey string `toml:"client_key,omitempty"`
+	// ClusterID is the cluster's id ("c-...").
+	ClusterID string `toml:"cluster_id,omitempty"`
+	// SPUs are the URLs of the cluster's SPUs (https://).
+	SPUs []string `toml:"spus,omitempty"`
+	// ClusterCA is the cluster's CA certificate: the only trust anchor for
+	// the SPUs.
+	ClusterCA PEM `toml:"cluster_ca,omitempty"`
+	// RootCA is the control plane's root CA certificate: the trust anchor
+	// for the control plane.
+	RootCA PEM `toml:"root_ca,omitempty"`
+	// ClientCert is the client certificate chain (leaf, then the cluster
+	// CA).
+	ClientCert PEM `toml:"client_cert,omitempty"`
+	// ClientKey is the client certificate's private key (PKCS #8).
+	ClientKey PEM `toml:"client_key,omitempty"`
+	// ClientCertExpires is when ClientCert expires; zero without one.
+	ClientCertExpires time.Time `toml:"client_cert_expires,omitzero"`
 }
+
+// HasTLS reports whether the profile holds a client certificate, so that
+// clients speak TLS to it.
+func (p Profile) HasTLS() bool { return p.ClientCert != "" && p.ClientKey != "" }
+
+// Login is a signed-in session with one control plane: what `spate cloud
+// login` stores.
+type Login struct {
+	// ControlPlaneCA is the PEM certificate that the control plane's
+	// certificate chains to; empty to use the system's roots.
+	ControlPlaneCA PEM `toml:"control_plane_ca,omitempty"`
+	// Tenant is the id of the signed-in principal's tenant.
+	Tenant string `toml:"tenant,omitempty"`
+	// Principal is a person's email or a service account's name.
+	Principal string `toml:"principal,omitempty"`
+	// AccessToken is the last access token (a JWT), valid until
+	// AccessTokenExpires.
+	AccessToken        string    `toml:"access_token,omitempty"`
+	AccessTokenExpires time.Time `toml:"access_token_expires,omitzero"`
+	// RefreshToken gets new access tokens; it is rotated on every use.
+	RefreshToken string `toml:"refresh_token,omitempty"`
+}
+
+// PEM is PEM-encoded data (certificates or a key), written to the file as
+// a TOML multi-line string so that it reads as it would in a .pem file.
+type PEM string
+
+// Bytes returns the PEM data.
+func (p PEM) Bytes() []byte { return []byte(p) }
+
+// MarshalTOML writes p as a multi-line literal string when it can (PEM
+// always can), otherwise as a basic string with escapes.
+func (p PEM) MarshalTOML() ([]byte, error) {
+	s := string(p)
+	literal := !strings.Contains(s, "'''") && !strings.HasSuffix(s, "'")
+	for _, r := range s {
+		if r != '\n' && r != '\t' && (r < 0x20 || r == 0x7f) {
+			literal = false
+			break
+		}
+	}
+	if literal {
+		// The newline right after the opening quotes is not part of the
+		// string.
+		return []byte("'''\n" + s + "'''"), nil
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return []byte(b.String()), nil
+}
+
+var _ toml.Marshaler = PEM("")
 
 // Config is the whole configuration file.
 type Config struct {
 	// CurrentProfile names the profile used when none is given.
 	CurrentProfile string `toml:"current_profile"`
+	// Logins maps a control plane's URL to the login there.
+	Logins map[string]Login `toml:"logins,omitempty"`
 	// Profiles maps a profile name to its settings.
 	Profiles map[string]Profile `toml:"profiles"`
 
@@ -86,7 +201,7 @@ func DefaultPath() (string, error) {
 // naming the file, the line and what to do. A file that group or others may
 // read is made private (mode 0600) first.
 func Load(path string) (*Config, error) {
-	c := &Config{path: path, Profiles: map[string]Profile{}}
+	c := &Config{path: path, Profiles: map[string]Profile{}, Logins: map[string]Login{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
@@ -114,6 +229,9 @@ func Load(path string) (*Config, error) {
 	}
 	if c.Profiles == nil {
 		c.Profiles = map[string]Profile{}
+	}
+	if c.Logins == nil {
+		c.Logins = map[string]Login{}
 	}
 	c.path = path
 	return c, nil
@@ -221,6 +339,44 @@ func (c *Config) Rename(oldName, newName string) error {
 		c.CurrentProfile = newName
 	}
 	return nil
+}
+
+// Login returns the login at the control plane controlPlane (a URL; a
+// trailing slash is ignored) or an error wrapping ErrNotLoggedIn.
+func (c *Config) Login(controlPlane string) (Login, error) {
+	l, ok := c.Logins[strings.TrimRight(controlPlane, "/")]
+	if !ok {
+		return Login{}, fmt.Errorf("%w to %s: run `spate cloud login --control-plane %s`", ErrNotLoggedIn, controlPlane, controlPlane)
+	}
+	return l, nil
+}
+
+// SetLogin adds or replaces the login at the control plane controlPlane.
+func (c *Config) SetLogin(controlPlane string, l Login) {
+	if c.Logins == nil {
+		c.Logins = map[string]Login{}
+	}
+	c.Logins[strings.TrimRight(controlPlane, "/")] = l
+}
+
+// DeleteLogin forgets the login at controlPlane and the client keys and
+// certificates of every profile on that control plane, which stay
+// otherwise (log in again and run `spate cloud cluster use` to renew them).
+// It returns the names of the profiles it changed.
+func (c *Config) DeleteLogin(controlPlane string) []string {
+	controlPlane = strings.TrimRight(controlPlane, "/")
+	delete(c.Logins, controlPlane)
+	var changed []string
+	for _, name := range c.Names() {
+		p := c.Profiles[name]
+		if strings.TrimRight(p.ControlPlane, "/") != controlPlane || (p.ClientKey == "" && p.ClientCert == "") {
+			continue
+		}
+		p.ClientKey, p.ClientCert, p.ClientCertExpires = "", "", time.Time{}
+		c.Profiles[name] = p
+		changed = append(changed, name)
+	}
+	return changed
 }
 
 // Save writes the Config atomically (a temporary file renamed over the old

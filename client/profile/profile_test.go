@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spatehq/spate/client/profile"
 )
@@ -117,5 +119,104 @@ func TestLoadMakesFilePrivate(t *testing.T) {
 	st, err := os.Stat(path)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode after Load: %v, %v", st.Mode().Perm(), err)
+	}
+}
+
+const testPEM = `-----BEGIN CERTIFICATE-----
+MIIBszCCAVmgAwIBAgIQYm9ndXMgY2VydGlmaWNhdGUwCgYIKoZIzj0EAwIwEjEQ
+MA4GA1UEAxMHdGVzdCBjYTAeFw0yNjAxMDEwMDAwMDBaFw0zNjAxMDEwMDAwMDBa
+-----END CERTIFICATE-----
+`
+
+func TestRoundTripWithLoginsAndPEM(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	c, err := profile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	cloudA := profile.Profile{
+		ControlPlane: "https://cp-a.example.com:9443", Tenant: "t-aaaaaaaaaa", Cluster: "orders", ClusterID: "c-0123456789",
+		SPUs:      []string{"https://10.0.0.5:9010", "https://10.0.0.6:9010"},
+		ClusterCA: testPEM, RootCA: testPEM, ClientCert: testPEM + testPEM, ClientKey: "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
+		ClientCertExpires: expires,
+	}
+	cloudB := cloudA
+	cloudB.ControlPlane = "https://cp-b.example.com"
+	cloudB.Cluster = "clicks"
+	local := profile.Profile{ControlPlane: "http://127.0.0.1:9000", Cluster: "local"}
+	for name, p := range map[string]profile.Profile{"a": cloudA, "b": cloudB, "local": local} {
+		if err := c.Set(name, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loginA := profile.Login{ControlPlaneCA: testPEM, Tenant: "t-aaaaaaaaaa", Principal: "ada@example.com",
+		AccessToken: "eyJhbGciOiJFUzI1NiJ9.e30.sig", AccessTokenExpires: expires, RefreshToken: "sprt_abc_def"}
+	c.SetLogin("https://cp-a.example.com:9443/", loginA)
+	c.SetLogin("https://cp-b.example.com", profile.Login{Tenant: "t-bbbbbbbbbb", RefreshToken: "sprt_x_y"})
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v %v, want mode 0600", st.Mode(), err)
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.Contains(string(raw), "cluster_ca = '''\n-----BEGIN CERTIFICATE-----\n") {
+		t.Errorf("PEM not written as a multi-line string:\n%s", raw)
+	}
+	c2, err := profile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]profile.Profile{"a": cloudA, "b": cloudB, "local": local} {
+		got, err := c2.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("profile %s:\n got %#v\nwant %#v", name, got, want)
+		}
+	}
+	gotLogin, err := c2.Login("https://cp-a.example.com:9443")
+	if err != nil || !reflect.DeepEqual(gotLogin, loginA) {
+		t.Errorf("login: %#v %v", gotLogin, err)
+	}
+	if _, err := c2.Login("https://nowhere"); !errors.Is(err, profile.ErrNotLoggedIn) {
+		t.Errorf("Login(nowhere) = %v", err)
+	}
+
+	// Logging out of A forgets its login and the keys of its profiles only.
+	changed := c2.DeleteLogin("https://cp-a.example.com:9443")
+	if !reflect.DeepEqual(changed, []string{"a"}) {
+		t.Errorf("DeleteLogin changed %v", changed)
+	}
+	if p, _ := c2.Get("a"); p.ClientKey != "" || p.ClientCert != "" || p.Cluster != "orders" {
+		t.Errorf("after logout: %#v", p)
+	}
+	if p, _ := c2.Get("b"); p.ClientKey == "" {
+		t.Error("logout of A removed B's key")
+	}
+	if _, err := c2.Login("https://cp-b.example.com"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestPEMEscapesWhatALiteralCannotHold(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	c, _ := profile.Load(path)
+	odd := profile.PEM("a'''b\r\n\"q\" \\ end'")
+	if err := c.Set("x", profile.Profile{ControlPlane: "http://x", ClusterCA: odd}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := profile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.Profiles["x"].ClusterCA; got != odd {
+		t.Fatalf("got %q, want %q", got, odd)
 	}
 }

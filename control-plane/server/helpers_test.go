@@ -88,6 +88,9 @@ func startCP(t testing.TB, cfg server.Config) *cp {
 	if cfg.ElectionTTL == 0 {
 		cfg.ElectionTTL = 2 * time.Second
 	}
+	// These tests are about topics, placement and SPUs, not
+	// authentication: see cloud_test.go for the secure control plane.
+	cfg.Insecure = true
 	srv, err := server.New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -19,25 +19,33 @@ type metadataService struct {
 var _ controlplanev1connect.MetadataServiceHandler = (*metadataService)(nil)
 
 // ListSPUs implements MetadataService.
-func (ms *metadataService) ListSPUs(ctx context.Context, _ *connect.Request[controlplanev1.ListSPUsRequest]) (*connect.Response[controlplanev1.ListSPUsResponse], error) {
+func (ms *metadataService) ListSPUs(ctx context.Context, req *connect.Request[controlplanev1.ListSPUsRequest]) (*connect.Response[controlplanev1.ListSPUsResponse], error) {
+	_, m, err := ms.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
 	rev, err := ms.s.currentRev(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := ms.s.waitCache(ctx, rev); err != nil {
+	if err := ms.s.waitCache(ctx, m, rev); err != nil {
 		return nil, err
 	}
 	out := &controlplanev1.ListSPUsResponse{}
-	ms.s.cache.Read(func(st *store.State) { out.Spus = spuViews(st) })
+	m.cache.Read(func(st *store.State) { out.Spus = spuViews(st) })
 	return connect.NewResponse(out), nil
 }
 
 // WatchMetadata implements MetadataService: a snapshot, then a message with
 // the SPUs and topics that changed whenever the placement or the set of
 // SPUs changes. Heartbeat times alone do not make a message.
-func (ms *metadataService) WatchMetadata(ctx context.Context, _ *connect.Request[controlplanev1.WatchMetadataRequest], stream *connect.ServerStream[controlplanev1.WatchMetadataResponse]) error {
+func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Request[controlplanev1.WatchMetadataRequest], stream *connect.ServerStream[controlplanev1.WatchMetadataResponse]) error {
+	c, m, err := ms.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return err
+	}
 	select {
-	case <-ms.s.cache.Ready():
+	case <-m.cache.Ready():
 	case <-ctx.Done():
 		return nil
 	}
@@ -47,7 +55,7 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, _ *connect.Request
 	var topicsGen, spusGen uint64
 	for {
 		var msg *controlplanev1.WatchMetadataResponse
-		changed := ms.s.cache.Read(func(st *store.State) {
+		changed := m.cache.Read(func(st *store.State) {
 			if !first && st.TopicsGen == topicsGen && st.SPUsGen == spusGen {
 				return
 			}
@@ -68,7 +76,7 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, _ *connect.Request
 			sentSPUs = spus
 			topics := make(map[string]*controlplanev1.TopicPlacement)
 			for name, t := range st.Topics {
-				if t.Deleting {
+				if t.Deleting || (c != nil && !c.Sees(name)) {
 					continue
 				}
 				v := placementView(st, t)

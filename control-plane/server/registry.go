@@ -11,6 +11,7 @@ import (
 
 	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/auth/identity"
 	"github.com/spatehq/spate/control-plane/internal/store"
 )
 
@@ -41,27 +42,41 @@ func (rs *registryService) WatchReplicas(ctx context.Context, req *connect.Reque
 	if err := checkSPU(id, addr); err != nil {
 		return err
 	}
-	if err := rs.s.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, nil, rs.s.cfg.LivenessTimeout); err != nil {
+	m, tenant, err := rs.spuScope(ctx, req.Spec().Procedure, id)
+	if err != nil {
+		return err
+	}
+	if err := m.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, nil, rs.s.cfg.LivenessTimeout); err != nil {
 		return rs.s.internal(ctx, "register spu", err)
 	}
-	rs.s.logger.Info("spu watching replicas", "spu", id, "address", addr)
-	defer rs.s.logger.Info("spu stopped watching replicas", "spu", id)
+	log := rs.s.logger.With("cluster", m.id, "spu", id)
+	log.Info("spu watching replicas", "address", addr)
+	defer log.Info("spu stopped watching replicas")
 	select {
-	case <-rs.s.cache.Ready():
+	case <-m.cache.Ready():
 	case <-ctx.Done():
 		return nil
 	}
 	var sent *internalv1.WatchReplicasResponse
 	var gen, spusGen uint64
+	var principals []*internalv1.Principal
+	var principalsChanged <-chan struct{}
 	for {
+		if tenant != "" && principalsChanged == nil {
+			p, ch, err := rs.s.tenantPrincipals(ctx, tenant)
+			if err != nil {
+				return rs.s.internal(ctx, "read principals", err)
+			}
+			principals, principalsChanged, sent = p, ch, nil
+		}
 		var msg *internalv1.WatchReplicasResponse
-		changed := rs.s.cache.Read(func(st *store.State) {
+		changed := m.cache.Read(func(st *store.State) {
 			// SPU changes matter too: a leader's address is in the set.
 			if sent != nil && st.TopicsGen == gen && st.SPUsGen == spusGen {
 				return
 			}
 			gen, spusGen = st.TopicsGen, st.SPUsGen
-			msg = &internalv1.WatchReplicasResponse{Revision: st.Rev, Replicas: desiredReplicas(st, id)}
+			msg = &internalv1.WatchReplicasResponse{Revision: st.Rev, Replicas: desiredReplicas(st, id), Principals: principals}
 		})
 		if msg != nil && (sent == nil || !sameReplicas(sent, msg)) {
 			if err := stream.Send(msg); err != nil {
@@ -71,15 +86,42 @@ func (rs *registryService) WatchReplicas(ctx context.Context, req *connect.Reque
 		}
 		select {
 		case <-changed:
+		case <-principalsChanged:
+			principalsChanged = nil
 		case <-ctx.Done():
 			return nil
 		}
 	}
 }
 
+// spuScope checks that the caller is the SPU it says it is and returns its
+// cluster's metadata and tenant (empty on an insecure control plane).
+func (rs *registryService) spuScope(ctx context.Context, procedure string, id int32) (*clusterMeta, string, error) {
+	s := rs.s
+	if s.cfg.Insecure {
+		return s.meta(LocalCluster), "", nil
+	}
+	c, err := s.caller(ctx, procedure)
+	if err != nil {
+		return nil, "", err
+	}
+	if c.Kind != identity.SPU || c.Via != "certificate" {
+		return nil, "", s.denied(c, procedure, connect.NewError(connect.CodePermissionDenied, errors.New("only SPUs, with their certificates, may register")))
+	}
+	if want := fmt.Sprintf("spu-%d", id); c.Principal.Principal != want {
+		return nil, "", s.denied(c, procedure, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("the certificate is for %s, not %s", c.Principal.Principal, want)))
+	}
+	return s.meta(c.Cluster), c.Tenant, nil
+}
+
 func sameReplicas(a, b *internalv1.WatchReplicasResponse) bool {
-	if len(a.Replicas) != len(b.Replicas) {
+	if len(a.Replicas) != len(b.Replicas) || len(a.Principals) != len(b.Principals) {
 		return false
+	}
+	for i := range a.Principals {
+		if !proto.Equal(a.Principals[i], b.Principals[i]) {
+			return false
+		}
 	}
 	for i := range a.Replicas {
 		if !proto.Equal(a.Replicas[i], b.Replicas[i]) {
@@ -95,6 +137,10 @@ func (rs *registryService) Heartbeat(ctx context.Context, req *connect.Request[i
 	if err := checkSPU(id, addr); err != nil {
 		return nil, err
 	}
+	m, _, err := rs.spuScope(ctx, req.Spec().Procedure, id)
+	if err != nil {
+		return nil, err
+	}
 	status := &store.SPUStatus{HeartbeatMs: time.Now().UnixMilli()}
 	for _, r := range req.Msg.Replicas {
 		status.Replicas = append(status.Replicas, store.ReplicaStatus{
@@ -106,7 +152,7 @@ func (rs *registryService) Heartbeat(ctx context.Context, req *connect.Request[i
 			LeaderEpoch: r.LeaderEpoch,
 		})
 	}
-	if err := rs.s.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, status, rs.s.cfg.LivenessTimeout); err != nil {
+	if err := m.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, status, rs.s.cfg.LivenessTimeout); err != nil {
 		return nil, rs.s.internal(ctx, "heartbeat", err)
 	}
 	return connect.NewResponse(&internalv1.HeartbeatResponse{IntervalMs: rs.s.heartbeatInterval().Milliseconds()}), nil

@@ -17,6 +17,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,10 +41,11 @@ import (
 
 	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/auth/token"
 	"github.com/spatehq/spate/control-plane/internal/embedetcd"
 	"github.com/spatehq/spate/control-plane/internal/provision"
-	"github.com/spatehq/spate/control-plane/internal/reconcile"
 	"github.com/spatehq/spate/control-plane/internal/store"
+	"github.com/spatehq/spate/control-plane/internal/tenancy"
 	"github.com/spatehq/spate/internal/h2c"
 )
 
@@ -56,9 +59,6 @@ type ClusterSpec = provision.ClusterSpec
 
 // SPUState is one provisioned SPU as a Provisioner reports it.
 type SPUState = provision.SPUState
-
-// LocalCluster is the name of the cluster started for Config.LocalSPUs.
-const LocalCluster = "local"
 
 // DefaultAddr is where the control plane listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:9000"
@@ -104,6 +104,29 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful stop: streams end at once, unary
 	// calls get this long. Default 2 s.
 	ShutdownTimeout time.Duration
+
+	// Insecure serves plaintext HTTP/2 (h2c) without authentication, with
+	// one cluster, "local", whose SPUs run without TLS: for development
+	// only. By default the control plane serves TLS, authenticates every
+	// call and runs clusters for tenants.
+	Insecure bool
+	// TLSHosts are the DNS names and IP addresses of the control plane's
+	// server certificate. Default localhost and 127.0.0.1.
+	TLSHosts []string
+	// OperatorKeyFile is where the operator's API key is written at the
+	// first start (mode 0600), when the file does not exist. Default
+	// DataDir/operator.key; with an external etcd and no DataDir, no key
+	// is written.
+	OperatorKeyFile string
+	// ClientCertValidity is the life of the client certificates issued.
+	// Default 12 h.
+	ClientCertValidity time.Duration
+	// AccessTokenTTL is the life of access tokens. Default 15 min.
+	AccessTokenTTL time.Duration
+	// KeyRotation is how often the token signing key is replaced; old
+	// keys keep verifying until the tokens they signed expire. Default
+	// 24 h.
+	KeyRotation time.Duration
 }
 
 // Validate reports the first problem with the configuration.
@@ -130,6 +153,15 @@ func (c Config) Validate() error {
 	}
 	if c.LocalSPUs > 0 && c.Provisioner == nil {
 		return errors.New("control plane: local SPUs need a provisioner")
+	}
+	if c.LocalSPUs > 0 && !c.Insecure {
+		return errors.New("control plane: local SPUs are for --insecure development; otherwise create clusters with `spate cloud cluster create`")
+	}
+	if c.Insecure && strings.HasPrefix(c.AdvertiseURL, "https://") {
+		return errors.New("control plane: an insecure control plane serves http://, not https://")
+	}
+	if !c.Insecure && strings.HasPrefix(c.AdvertiseURL, "http://") {
+		return errors.New("control plane: the control plane serves https:// (or pass --insecure for development)")
 	}
 	if c.AdvertiseURL != "" {
 		u, err := url.Parse(c.AdvertiseURL)
@@ -159,6 +191,21 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 2 * time.Second
 	}
+	if len(c.TLSHosts) == 0 {
+		c.TLSHosts = []string{"localhost", "127.0.0.1"}
+	}
+	if c.OperatorKeyFile == "" && c.DataDir != "" {
+		c.OperatorKeyFile = filepath.Join(c.DataDir, "operator.key")
+	}
+	if c.ClientCertValidity == 0 {
+		c.ClientCertValidity = DefaultClientCertValidity
+	}
+	if c.AccessTokenTTL == 0 {
+		c.AccessTokenTTL = 15 * time.Minute
+	}
+	if c.KeyRotation == 0 {
+		c.KeyRotation = 24 * time.Hour
+	}
 	return c
 }
 
@@ -168,9 +215,25 @@ type Server struct {
 	logger  *slog.Logger
 	etcd    *embedetcd.Etcd // nil with an external etcd
 	client  *clientv3.Client
-	store   *store.Store
-	cache   *store.Cache
 	handler http.Handler
+
+	// metas are the clusters this replica follows.
+	metas metas
+	// clustersChanged fires when a cluster record changes.
+	clustersChanged signal
+	// principals caches each tenant's principals for the SPUs.
+	principals principalCache
+
+	// The cloud: absent on an insecure control plane.
+	tenancy  *tenancy.Store
+	pki      *pki
+	keys     *token.Keyring
+	verifier *token.Verifier
+	oauth    atomic.Pointer[http.Handler]
+
+	metrics struct {
+		refused *prometheus.CounterVec
+	}
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -206,8 +269,15 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("control plane: connect to etcd: %w", err)
 	}
 	s.client = client
-	s.store = store.New(client)
-	s.cache = store.NewCache(s.store, logger)
+	s.metas.byID = map[string]*clusterMeta{}
+	s.metas.changed = make(chan struct{})
+	if !cfg.Insecure {
+		if err := s.initCloud(); err != nil {
+			client.Close()
+			s.closeEtcd()
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -217,6 +287,22 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux.Handle(controlplanev1connect.NewTopicServiceHandler(&topicService{s: s}, opts...))
 	mux.Handle(controlplanev1connect.NewMetadataServiceHandler(&metadataService{s: s}, opts...))
 	mux.Handle(internalv1connect.NewRegistryServiceHandler(&registryService{s: s}, opts...))
+	if !cfg.Insecure {
+		mux.Handle(controlplanev1connect.NewTenantServiceHandler(&tenantService{s: s}, opts...))
+		mux.Handle(controlplanev1connect.NewClusterServiceHandler(&clusterService{s: s}, opts...))
+		mux.Handle(controlplanev1connect.NewAuthServiceHandler(&authService{s: s}, opts...))
+		oauth := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := s.oauth.Load()
+			if h == nil {
+				http.Error(w, "starting", http.StatusServiceUnavailable)
+				return
+			}
+			(*h).ServeHTTP(w, r)
+		})
+		for _, p := range []string{"/oauth/", "/device", "/device/", "/.well-known/jwks.json"} {
+			mux.Handle(p, oauth)
+		}
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -228,10 +314,18 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 	})
 	s.handler = mux
+	if !cfg.Insecure {
+		s.handler = s.authenticate(mux)
+	}
 	return s, nil
 }
 
 func (s *Server) registerMetrics(reg *prometheus.Registry) {
+	s.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spate_controlplane_requests_refused_total",
+		Help: "Requests refused, by reason: unauthenticated, permission_denied, hidden (another principal's object, answered as not found).",
+	}, []string{"reason"})
+	reg.MustRegister(s.metrics.refused)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "spate_controlplane_leader",
 		Help: "1 while this control-plane replica leads the reconcilers.",
@@ -244,7 +338,10 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) {
 	count := func(f func(*store.State) int) func() float64 {
 		return func() float64 {
 			var n int
-			s.cache.Read(func(st *store.State) { n = f(st) })
+			all, _ := s.allMetas()
+			for _, m := range all {
+				m.cache.Read(func(st *store.State) { n += f(st) })
+			}
 			return float64(n)
 		}
 	}
@@ -296,29 +393,50 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	advertise := s.cfg.AdvertiseURL
 	if advertise == "" {
-		advertise = "http://" + l.Addr().String()
+		scheme := "https://"
+		if s.cfg.Insecure {
+			scheme = "http://"
+		}
+		advertise = scheme + l.Addr().String()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.metas.mu.Lock()
+	s.metas.ctx = ctx
+	s.metas.mu.Unlock()
+	defer s.metas.wg.Wait()
 
-	hs := h2c.NewServer(s.handler, ctx, s.logger, nil)
+	var hs *http.Server
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		if err := s.cache.Run(ctx); err != nil {
-			s.logger.Error("metadata cache", "err", err)
+	var caches []*store.Cache
+	if s.cfg.Insecure {
+		hs = h2c.NewServer(s.handler, ctx, s.logger, nil)
+		caches = append(caches, s.meta(LocalCluster).cache)
+	} else {
+		if err := s.loadKeys(ctx); err != nil {
+			return fmt.Errorf("control plane: %w", err)
 		}
-	})
+		h := s.newOAuth(advertise)
+		s.oauth.Store(&h)
+		hs = s.tlsServer(ctx)
+		l = tls.NewListener(l, hs.TLSConfig)
+		wg.Go(func() { s.followKeys(ctx) })
+		wg.Go(func() { s.followClusters(ctx) })
+		wg.Go(func() { s.followPrincipals(ctx) })
+	}
 	wg.Go(func() { s.lead(ctx, advertise) })
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	s.logger.Info("control plane serving", "addr", l.Addr().String(), "advertise", advertise)
+	s.logger.Info("control plane serving", "addr", l.Addr().String(), "advertise", advertise, "insecure", s.cfg.Insecure)
 
 	wg.Go(func() {
-		select {
-		case <-s.cache.Ready():
-		case <-ctx.Done():
-			return
+		for _, c := range caches {
+			select {
+			case <-c.Ready():
+			case <-ctx.Done():
+				return
+			}
 		}
 		s.readyOnce.Do(func() { close(s.ready) })
 		s.logger.Info("control plane ready")
@@ -344,6 +462,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		err = serr
 	}
 	wg.Wait()
+	s.metas.wg.Wait()
 	if s.cfg.Provisioner != nil {
 		if perr := s.cfg.Provisioner.Close(); perr != nil {
 			s.logger.Error("close provisioner", "err", perr)
@@ -355,7 +474,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// provision asks the provisioner for the local cluster until it agrees.
+// provision asks the provisioner for the local cluster of an insecure
+// control plane until it agrees.
 func (s *Server) provision(ctx context.Context, advertise string) {
 	spec := ClusterSpec{Name: LocalCluster, SPUs: s.cfg.LocalSPUs, ControlPlane: advertise}
 	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
@@ -414,13 +534,14 @@ func (s *Server) lead(ctx context.Context, id string) {
 			}
 			lcancel()
 		}()
-		r := &reconcile.Reconciler{
-			Store:  s.store,
-			Cache:  s.cache,
-			Guard:  []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())},
-			Logger: s.logger,
+		guard := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())}
+		var lwg sync.WaitGroup
+		lwg.Go(func() { s.reconcileAll(lctx, guard) })
+		if !s.cfg.Insecure {
+			lwg.Go(func() { s.runLifecycle(lctx, id) })
+			lwg.Go(func() { s.rotateKeys(lctx) })
 		}
-		r.Run(lctx)
+		lwg.Wait()
 		lcancel()
 		s.leader.Store(false)
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)

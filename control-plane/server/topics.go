@@ -11,6 +11,7 @@ import (
 
 	controlplanev1 "github.com/spatehq/spate/api/gen/spate/controlplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
+	"github.com/spatehq/spate/auth/access"
 	"github.com/spatehq/spate/control-plane/internal/store"
 	"github.com/spatehq/spate/internal/names"
 )
@@ -31,6 +32,14 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(spec.Name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, spec.Name); err != nil {
+		return nil, err
+	}
+
 	if err := checkPartitions(spec.Partitions); err != nil {
 		return nil, err
 	}
@@ -50,7 +59,7 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 		Settings:          mergeSettings(mergeSettings(store.Settings{}, ts.s.cfg.DefaultTopicSettings.settings()), spec.Settings),
 		CreatedAtMs:       time.Now().UnixMilli(),
 	}
-	t, err := ts.s.store.CreateTopic(ctx, t)
+	t, err = m.store.CreateTopic(ctx, t)
 	if errors.Is(err, store.ErrTopicExists) {
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("topic %q already exists; choose another name, or delete it first", spec.Name))
 	}
@@ -58,7 +67,7 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 		return nil, ts.s.internal(ctx, "create topic", err)
 	}
 	ts.s.logger.Info("topic created", "topic", t.Name, "partitions", t.Partitions, "replication", t.ReplicationFactor)
-	topic, err := ts.s.describe(ctx, t.Name, t.Revision, false)
+	topic, err := ts.s.describe(ctx, m, t.Name, t.Revision, false)
 	if err != nil {
 		return nil, err
 	}
@@ -66,18 +75,26 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 }
 
 // ListTopics implements TopicService.
-func (ts *topicService) ListTopics(ctx context.Context, _ *connect.Request[controlplanev1.ListTopicsRequest]) (*connect.Response[controlplanev1.ListTopicsResponse], error) {
+func (ts *topicService) ListTopics(ctx context.Context, req *connect.Request[controlplanev1.ListTopicsRequest]) (*connect.Response[controlplanev1.ListTopicsResponse], error) {
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+
 	rev, err := ts.s.currentRev(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := ts.s.waitCache(ctx, rev); err != nil {
+	if err := ts.s.waitCache(ctx, m, rev); err != nil {
 		return nil, err
 	}
 	out := &controlplanev1.ListTopicsResponse{}
-	ts.s.cache.Read(func(st *store.State) {
+	m.cache.Read(func(st *store.State) {
 		idx := indexStatuses(st)
 		for _, t := range st.Topics {
+			if c != nil && !c.Sees(t.Name) {
+				continue
+			}
 			out.Topics = append(out.Topics, topicView(st, idx, t, false))
 		}
 	})
@@ -90,11 +107,19 @@ func (ts *topicService) DescribeTopic(ctx context.Context, req *connect.Request[
 	if err := names.Topic(req.Msg.Name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Consume, req.Msg.Name); err != nil {
+		return nil, err
+	}
+
 	rev, err := ts.s.currentRev(ctx)
 	if err != nil {
 		return nil, err
 	}
-	topic, err := ts.s.describe(ctx, req.Msg.Name, rev, true)
+	topic, err := ts.s.describe(ctx, m, req.Msg.Name, rev, true)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +132,14 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
+		return nil, err
+	}
+
 	s := req.Msg.Settings
 	if s == nil || (s.RetentionMs == nil && s.RetentionBytes == nil && s.SegmentBytes == nil && s.SegmentAgeMs == nil && s.MaxBatchBytes == nil && s.Durability == nil) {
 		return nil, invalid("nothing to update: set at least one setting")
@@ -114,7 +147,7 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 	if err := validateSettings(s); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	t, err := ts.s.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
+	t, err := m.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
 		if t.Deleting {
 			return errDeleting
 		}
@@ -125,7 +158,7 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 		return nil, ts.s.topicErr(ctx, "update topic", name, err)
 	}
 	ts.s.logger.Info("topic updated", "topic", name)
-	topic, err := ts.s.describe(ctx, name, t.Revision, false)
+	topic, err := ts.s.describe(ctx, m, name, t.Revision, false)
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +171,18 @@ func (ts *topicService) AddPartitions(ctx context.Context, req *connect.Request[
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
+		return nil, err
+	}
+
 	if err := checkPartitions(req.Msg.Partitions); err != nil {
 		return nil, err
 	}
-	t, err := ts.s.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
+	t, err := m.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
 		if t.Deleting {
 			return errDeleting
 		}
@@ -155,7 +196,7 @@ func (ts *topicService) AddPartitions(ctx context.Context, req *connect.Request[
 		return nil, ts.s.topicErr(ctx, "add partitions", name, err)
 	}
 	ts.s.logger.Info("partitions added", "topic", name, "partitions", t.Partitions)
-	topic, err := ts.s.describe(ctx, name, t.Revision, false)
+	topic, err := ts.s.describe(ctx, m, name, t.Revision, false)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +210,15 @@ func (ts *topicService) DeleteTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	_, err := ts.s.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
+	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
+		return nil, err
+	}
+
+	_, err = m.store.UpdateTopic(ctx, name, func(t *store.Topic) error {
 		t.Deleting = true
 		return nil
 	})
@@ -210,6 +259,25 @@ func (s *Server) topicErr(ctx context.Context, op, name string, err error) error
 	return s.internal(ctx, op, err)
 }
 
+// authorizeTopic checks that c may perform op on topic; with c nil (an
+// insecure control plane) everything is allowed. A caller that may not
+// see the topic at all gets exactly the answer for a missing topic.
+func (s *Server) authorizeTopic(c *caller, procedure string, op access.Op, topic string) error {
+	switch {
+	case c == nil:
+		return nil
+	case !c.Sees(topic):
+		s.logger.Info("request refused", "procedure", procedure, "principal", c.Identity.String(), "reason", "topic not visible", "topic", topic)
+		s.metrics.refused.WithLabelValues("hidden").Inc()
+		return notFound(topic)
+	case op == access.Consume && procedure == controlplanev1connect.TopicServiceDescribeTopicProcedure:
+		return nil
+	case !c.Allows(op, topic):
+		return s.denied(c, procedure, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s may not %s topic %q; ask an admin of your tenant for a grant", c.Name, op, topic)))
+	}
+	return nil
+}
+
 func notFound(name string) error {
 	return connect.NewError(connect.CodeNotFound, fmt.Errorf("topic %q not found; `spate topic list` shows the topics", name))
 }
@@ -229,30 +297,30 @@ func (s *Server) internal(ctx context.Context, op string, err error) error {
 // currentRev returns etcd's current revision with a linearizable read, so
 // that a read of the cache at that revision sees every completed write.
 func (s *Server) currentRev(ctx context.Context) (int64, error) {
-	resp, err := s.store.Client().Get(ctx, store.Prefix+"sync")
+	resp, err := s.client.Get(ctx, store.SyncKey)
 	if err != nil {
 		return 0, s.internal(ctx, "read metadata", err)
 	}
 	return resp.Header.Revision, nil
 }
 
-// waitCache waits until the cache reflects rev.
-func (s *Server) waitCache(ctx context.Context, rev int64) error {
+// waitCache waits until the cluster's cache reflects rev.
+func (s *Server) waitCache(ctx context.Context, m *clusterMeta, rev int64) error {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.cache.WaitRev(wctx, rev); err != nil {
+	if err := m.cache.WaitRev(wctx, rev); err != nil {
 		return s.internal(ctx, "read metadata", err)
 	}
 	return nil
 }
 
 // describe returns a topic as of revision rev or later.
-func (s *Server) describe(ctx context.Context, name string, rev int64, detail bool) (*controlplanev1.Topic, error) {
-	if err := s.waitCache(ctx, rev); err != nil {
+func (s *Server) describe(ctx context.Context, m *clusterMeta, name string, rev int64, detail bool) (*controlplanev1.Topic, error) {
+	if err := s.waitCache(ctx, m, rev); err != nil {
 		return nil, err
 	}
 	var out *controlplanev1.Topic
-	s.cache.Read(func(st *store.State) {
+	m.cache.Read(func(st *store.State) {
 		if t, ok := st.Topics[name]; ok {
 			out = topicView(st, indexStatuses(st), t, detail)
 		}

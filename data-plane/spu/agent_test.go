@@ -77,13 +77,19 @@ func (f *fakeRegistry) stop() {
 // push sends a desired set to the SPU once it watches.
 func (f *fakeRegistry) push(t *testing.T, id int32, rev int64, replicas ...*internalv1.DesiredReplica) {
 	t.Helper()
+	f.send(t, id, &internalv1.WatchReplicasResponse{Revision: rev, Replicas: replicas})
+}
+
+// send sends msg to the SPU once it watches.
+func (f *fakeRegistry) send(t *testing.T, id int32, msg *internalv1.WatchReplicasResponse) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f.mu.Lock()
 		ch := f.watchers[id]
 		f.mu.Unlock()
 		if ch != nil {
-			ch <- &internalv1.WatchReplicasResponse{Revision: rev, Replicas: replicas}
+			ch <- msg
 			return
 		}
 		if time.Now().After(deadline) {

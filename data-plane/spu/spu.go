@@ -1,7 +1,13 @@
 // Package spu runs a Streaming Processing Unit: the server that holds
 // partition replicas on local disk and serves produce and consume over
-// Connect (gRPC, gRPC-Web and Connect protocols, HTTP/1.1 and h2c on one
+// Connect (gRPC, gRPC-Web and Connect protocols, HTTP/1.1 and HTTP/2 on one
 // port), with Prometheus metrics at /metrics.
+//
+// Without TLS files the SPU serves plaintext (h2c) and lets every caller
+// do everything: for development on one machine. With them (Config.TLS) it
+// serves HTTPS, asks for client certificates issued by its cluster's CA,
+// and authorizes every RPC against the access list its control plane
+// pushes (package authz); /healthz and /metrics need no certificate.
 //
 // The CLI's `spate spu serve`, the benchmarks and in-process tests all start
 // an SPU through New and Serve (or Run).
@@ -9,6 +15,8 @@ package spu
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +24,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +35,10 @@ import (
 
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/auth/identity"
 	"github.com/spatehq/spate/data-plane/internal/agent"
+	"github.com/spatehq/spate/data-plane/internal/authz"
+	"github.com/spatehq/spate/data-plane/internal/certs"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/data-plane/internal/service"
@@ -50,8 +62,13 @@ type Config struct {
 	// with replicas declared through its ReplicaService.
 	ControlPlane string
 	// PublicAddr is the URL clients use to reach this SPU, as told to the
-	// control plane. Default http:// and the address listened on.
+	// control plane. Default http:// (https:// with TLS) and the address
+	// listened on.
 	PublicAddr string
+
+	// TLS makes the SPU serve HTTPS and require client certificates. Set
+	// all of its files or none.
+	TLS TLS
 
 	// SegmentBytes rolls the active segment at this size. Default 1 GiB.
 	SegmentBytes int64
@@ -80,6 +97,53 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// TLS names the PEM files of an SPU that serves over TLS. The SPU reads
+// CertFile and KeyFile again when they change (looking at most every 10
+// seconds), so that a re-issued certificate takes effect without a
+// restart; the CA files are read once.
+type TLS struct {
+	// CertFile is the SPU's certificate chain: its leaf, then the cluster's
+	// intermediate CA. The leaf's URI SAN is the SPU's identity,
+	// spate://<tenant>/<cluster>/spu/spu-<ID>; its tenant and cluster are
+	// those whose principals may call the SPU. It serves as the server
+	// certificate and as the client certificate towards the control plane
+	// and leader SPUs.
+	CertFile string
+	// KeyFile is the leaf's private key.
+	KeyFile string
+	// ClusterCAFile is the cluster's intermediate CA: the only trust
+	// anchor for client certificates and for the certificates of peer SPUs.
+	ClusterCAFile string
+	// ControlPlaneCAFile is the root CA that the control plane's server
+	// certificate chains to.
+	ControlPlaneCAFile string
+}
+
+// Enabled reports whether any TLS file is set.
+func (t TLS) Enabled() bool {
+	return t != TLS{}
+}
+
+// Validate reports the TLS files missing when some are set.
+func (t TLS) Validate() error {
+	if !t.Enabled() {
+		return nil
+	}
+	var missing []string
+	for _, f := range []struct{ flag, file string }{
+		{"--tls-cert", t.CertFile}, {"--tls-key", t.KeyFile},
+		{"--cluster-ca", t.ClusterCAFile}, {"--control-plane-ca", t.ControlPlaneCAFile},
+	} {
+		if f.file == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("spu: TLS needs all four files; missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // DefaultAddr is where an SPU listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:9010"
 
@@ -94,12 +158,22 @@ func (c Config) Validate() error {
 	if c.ID < 0 {
 		return fmt.Errorf("spu: id %d is negative", c.ID)
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
 	for _, u := range []struct{ name, url string }{{"control plane", c.ControlPlane}, {"public address", c.PublicAddr}} {
 		if u.url == "" {
 			continue
 		}
-		if pu, err := url.Parse(u.url); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		pu, err := url.Parse(u.url)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			return fmt.Errorf("spu: %s %q is not a URL such as http://127.0.0.1:9000", u.name, u.url)
+		}
+		if u.name == "control plane" && c.TLS.Enabled() != (pu.Scheme == "https") {
+			if c.TLS.Enabled() {
+				return fmt.Errorf("spu: with TLS the control plane URL must be https://, not %q", u.url)
+			}
+			return fmt.Errorf("spu: control plane %q needs the TLS files (--tls-cert, --tls-key, --cluster-ca, --control-plane-ca)", u.url)
 		}
 	}
 	_, err := c.logConfig()
@@ -148,6 +222,60 @@ type Server struct {
 	logger   *slog.Logger
 	replicas *replica.Manager
 	handler  http.Handler
+	tls      *tlsState // nil without TLS
+}
+
+// tlsState is what an SPU with TLS holds.
+type tlsState struct {
+	keyPair      *certs.KeyPair
+	self         identity.Identity
+	clusterCA    *x509.CertPool
+	controlPlane *x509.CertPool
+	authz        *authz.Authorizer
+}
+
+// loadTLS reads the TLS files and checks that the certificate names this
+// SPU.
+func loadTLS(cfg Config, logger *slog.Logger) (*tlsState, error) {
+	kp, err := certs.LoadKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
+	if err != nil {
+		return nil, fmt.Errorf("spu: %w", err)
+	}
+	self := kp.Identity()
+	want := fmt.Sprintf("spu-%d", cfg.ID)
+	if self.Kind != identity.SPU || self.Principal != want || self.Cluster == identity.NoCluster || self.Cluster == "" {
+		return nil, fmt.Errorf("spu: the certificate in %s names %s; an SPU with id %d needs spate://<tenant>/<cluster>/spu/%s", cfg.TLS.CertFile, self, cfg.ID, want)
+	}
+	st := &tlsState{keyPair: kp, self: self}
+	if st.clusterCA, err = certs.LoadPool(cfg.TLS.ClusterCAFile); err != nil {
+		return nil, fmt.Errorf("spu: cluster CA: %w", err)
+	}
+	if st.controlPlane, err = certs.LoadPool(cfg.TLS.ControlPlaneCAFile); err != nil {
+		return nil, fmt.Errorf("spu: control plane CA: %w", err)
+	}
+	return st, nil
+}
+
+// serverConfig asks for client certificates of the cluster, without
+// requiring one in the handshake: /healthz and /metrics serve without, and
+// RPCs without one are refused with a Connect error that says why.
+func (st *tlsState) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: st.keyPair.GetCertificate,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      st.clusterCA,
+	}
+}
+
+// clientConfig presents the SPU's certificate to a server that chains to
+// roots.
+func (st *tlsState) clientConfig(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS13,
+		RootCAs:              roots,
+		GetClientCertificate: st.keyPair.GetClientCertificate,
+	}
 }
 
 // New opens the SPU's data directory, recovering every replica in it.
@@ -156,6 +284,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	lc, _ := cfg.logConfig()
+	var st *tlsState
+	if cfg.TLS.Enabled() {
+		var err error
+		if st, err = loadTLS(cfg, logger); err != nil {
+			return nil, err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	replicas, err := replica.Open(cfg.DataDir, lc, reg, logger)
@@ -167,10 +302,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		connect.WithReadMaxBytes(maxMessageBytes),
 		connect.WithSendMaxBytes(maxMessageBytes),
 	}
+	var az *authz.Authorizer
+	if st != nil {
+		az = authz.New(st.self, reg, logger)
+		st.authz = az
+		opts = append(opts, connect.WithInterceptors(az.Interceptor()))
+	}
 	mux := http.NewServeMux()
-	produce := &service.Produce{Replicas: replicas, Metrics: metrics, Logger: logger}
+	produce := &service.Produce{Replicas: replicas, Metrics: metrics, Logger: logger, Authz: az}
 	consume := &service.Consume{Replicas: replicas, Metrics: metrics, Logger: logger}
-	parts := &service.Partitions{Replicas: replicas, Logger: logger}
+	parts := &service.Partitions{Replicas: replicas, Logger: logger, Authz: az}
 	mux.Handle(dataplanev1connect.NewProduceServiceHandler(produce, opts...))
 	mux.Handle(dataplanev1connect.NewConsumeServiceHandler(consume, opts...))
 	mux.Handle(dataplanev1connect.NewPartitionServiceHandler(parts, opts...))
@@ -182,7 +323,11 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	return &Server{cfg: cfg, logger: logger, replicas: replicas, handler: mux}, nil
+	var handler http.Handler = mux
+	if az != nil {
+		handler = az.Middleware(mux)
+	}
+	return &Server{cfg: cfg, logger: logger, replicas: replicas, handler: handler, tls: st}, nil
 }
 
 // Handler returns the SPU's HTTP handler, for embedding and tests.
@@ -197,23 +342,37 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if s.cfg.ControlPlane != "" {
 		public := s.cfg.PublicAddr
 		if public == "" {
-			public = "http://" + l.Addr().String()
+			public = s.scheme() + "://" + l.Addr().String()
+		}
+		acfg := agent.Config{ID: s.cfg.ID, ControlPlane: s.cfg.ControlPlane, Address: public}
+		if s.tls != nil {
+			acfg.HTTPClient = h2c.NewTLSClient(s.tls.clientConfig(s.tls.controlPlane))
+			acfg.PeerHTTPClient = h2c.NewTLSClient(s.tls.clientConfig(s.tls.clusterCA))
+			acfg.Principals = s.tls.authz.SetPrincipals
 		}
 		var err error
-		ag, err = agent.New(agent.Config{ID: s.cfg.ID, ControlPlane: s.cfg.ControlPlane, Address: public}, s.replicas, s.logger)
+		ag, err = agent.New(acfg, s.replicas, s.logger)
 		if err != nil {
 			s.replicas.Close()
 			return fmt.Errorf("spu: %w", err)
 		}
 	}
-	hs := h2c.NewServer(s.handler, ctx, s.logger, &http.HTTP2Config{
+	h2 := &http.HTTP2Config{
 		MaxConcurrentStreams:          1000,
 		MaxReceiveBufferPerStream:     8 << 20,
 		MaxReceiveBufferPerConnection: 32 << 20,
-	})
+	}
+	var hs *http.Server
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	s.logger.Info("spu serving", "addr", l.Addr().String(), "data_dir", s.cfg.DataDir, "id", s.cfg.ID, "control_plane", s.cfg.ControlPlane)
+	if s.tls != nil {
+		hs = h2c.NewTLSServer(s.handler, ctx, s.logger, h2, s.tls.serverConfig())
+		go func() { errc <- hs.ServeTLS(l, "", "") }()
+		s.logger.Info("spu serving over TLS", "addr", l.Addr().String(), "identity", s.tls.self.String(), "data_dir", s.cfg.DataDir, "id", s.cfg.ID, "control_plane", s.cfg.ControlPlane)
+	} else {
+		hs = h2c.NewServer(s.handler, ctx, s.logger, h2)
+		go func() { errc <- hs.Serve(l) }()
+		s.logger.Info("spu serving", "addr", l.Addr().String(), "data_dir", s.cfg.DataDir, "id", s.cfg.ID, "control_plane", s.cfg.ControlPlane)
+	}
 	var agents sync.WaitGroup
 	actx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
@@ -242,6 +401,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// scheme is "https" with TLS, else "http".
+func (s *Server) scheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // Run listens on cfg.Addr and serves until ctx ends.

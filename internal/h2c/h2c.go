@@ -1,11 +1,13 @@
 // Package h2c builds the HTTP servers and internal clients that speak
-// Connect over HTTP/2 without TLS (h2c, prior knowledge) and HTTP/1.1 on one
-// port, so that the control plane, the SPU and their tests share one set of
-// settings. TLS comes with issue 4 and will be added here.
+// Connect over HTTP/2 and HTTP/1.1 on one port, so that the control plane,
+// the SPU and their tests share one set of settings: without TLS (h2c,
+// prior knowledge; NewServer, NewClient) for development, and over TLS
+// (HTTP/2 negotiated with ALPN; NewTLSServer, NewTLSClient).
 package h2c
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +35,21 @@ func NewServer(handler http.Handler, base context.Context, logger *slog.Logger, 
 	}
 }
 
+// NewTLSServer is NewServer over TLS: HTTP/2 (ALPN "h2") and HTTP/1.1,
+// with TLS 1.3 at least. tc must provide a certificate (Certificates or
+// GetCertificate); serve with ServeTLS(l, "", "").
+func NewTLSServer(handler http.Handler, base context.Context, logger *slog.Logger, h2 *http.HTTP2Config, tc *tls.Config) *http.Server {
+	hs := NewServer(handler, base, logger, h2)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	hs.Protocols = &p
+	tc = tc.Clone()
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS13)
+	hs.TLSConfig = tc
+	return hs
+}
+
 // Shutdown stops hs gracefully, giving calls in flight up to timeout, then
 // closes every connection that is left (which also ends streams waiting
 // for their next message).
@@ -53,9 +70,30 @@ func NewClient() *http.Client {
 	p.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{
 		Protocols: &p,
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 10 * time.Second,
-			PingTimeout:     5 * time.Second,
-		},
+		HTTP2:     clientHTTP2(),
 	}}
+}
+
+// NewTLSClient is NewClient for https:// URLs: HTTP/2 over TLS (1.3 at
+// least) with tc's trust anchors and client certificate, and the same
+// pings.
+func NewTLSClient(tc *tls.Config) *http.Client {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	tc = tc.Clone()
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS13)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:           &p,
+		TLSClientConfig:     tc,
+		TLSHandshakeTimeout: 10 * time.Second,
+		HTTP2:               clientHTTP2(),
+	}}
+}
+
+// clientHTTP2 notices a dead peer within seconds.
+func clientHTTP2() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		SendPingTimeout: 10 * time.Second,
+		PingTimeout:     5 * time.Second,
+	}
 }

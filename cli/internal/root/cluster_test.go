@@ -29,7 +29,7 @@ type cluster struct {
 
 func startCluster(t *testing.T, spus int) *cluster {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: t.TempDir(), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	srv, err := server.New(server.Config{Insecure: true, DataDir: t.TempDir(), LivenessTimeout: 3 * time.Second, ElectionTTL: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

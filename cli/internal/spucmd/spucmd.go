@@ -40,6 +40,14 @@ start: a batch torn by a crash is cut, never served. It serves Connect, gRPC
 and gRPC-Web on one port (HTTP/1.1 and unencrypted HTTP/2), and Prometheus
 metrics at /metrics.
 
+With --tls-cert, --tls-key, --cluster-ca and --control-plane-ca (all four or
+none) it serves HTTPS instead and every RPC needs a client certificate
+issued by the cluster's CA for the SPU's own tenant and cluster; produce
+and consume are then allowed by the access list the control plane sends
+(--control-plane must be https://). /healthz and /metrics need no client
+certificate. Without them anyone who reaches the port may do anything: use
+that for development on one machine only.
+
 Storage flags set the defaults of partitions whose own settings leave them
 unset.`,
 		Example: `  # an SPU on the default address with data in ./spu-data
@@ -50,7 +58,13 @@ unset.`,
 
   # SPU 1 of a cluster, holding the replicas its control plane assigns
   spate spu serve --id 1 --addr 127.0.0.1:9011 --data-dir ./spu-1 \
-    --control-plane http://127.0.0.1:9000`,
+    --control-plane http://127.0.0.1:9000
+
+  # the same SPU with TLS and client certificates
+  spate spu serve --id 1 --addr 10.0.0.2:9011 --data-dir ./spu-1 \
+    --control-plane https://cp.example:9000 \
+    --tls-cert spu-1.pem --tls-key spu-1.key \
+    --cluster-ca cluster-ca.pem --control-plane-ca root-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveRun(cmd, opts)
@@ -61,7 +75,11 @@ unset.`,
 	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the partition replicas (required)")
 	fl.Int32Var(&opts.Config.ID, "id", 0, "the SPU's id in its cluster")
 	fl.StringVar(&opts.Config.ControlPlane, "control-plane", "", "URL of the control plane to join (empty runs standalone)")
-	fl.StringVar(&opts.Config.PublicAddr, "public-addr", "", "URL clients use to reach this SPU (default http:// and --addr)")
+	fl.StringVar(&opts.Config.PublicAddr, "public-addr", "", "URL clients use to reach this SPU (default http:// and --addr, https:// with TLS)")
+	fl.StringVar(&opts.Config.TLS.CertFile, "tls-cert", "", "PEM certificate chain of this SPU (leaf, then the cluster CA); its URI SAN must be spate://<tenant>/<cluster>/spu/spu-<id>. Reloaded when the file changes")
+	fl.StringVar(&opts.Config.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&opts.Config.TLS.ClusterCAFile, "cluster-ca", "", "PEM CA certificate of the cluster: the only CA trusted for client certificates and peer SPUs")
+	fl.StringVar(&opts.Config.TLS.ControlPlaneCAFile, "control-plane-ca", "", "PEM root CA certificate that the control plane's server certificate chains to")
 	fl.Int64Var(&opts.Config.SegmentBytes, "segment-bytes", 0, "roll segments at this size (default 1 GiB)")
 	fl.DurationVar(&opts.Config.SegmentAge, "segment-age", 0, "roll segments at this age (default 168h)")
 	fl.DurationVar(&opts.Config.RetentionTime, "retention-time", 0, "delete data older than this (default 168h; negative keeps forever)")

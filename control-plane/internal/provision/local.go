@@ -97,6 +97,8 @@ type localCluster struct {
 type localSPU struct {
 	id      int32
 	port    int
+	tlsDir  string
+	creds   func(int32) (Credentials, error)
 	args    []string
 	binary  string
 	logPath string
@@ -198,16 +200,31 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 			return fmt.Errorf("provision: cluster %s: SPU %d: %w", spec.Name, id, err)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		scheme := "http://"
+		if spec.Credentials != nil {
+			scheme = "https://"
+		}
 		args := []string{"spu", "serve",
 			"--id", strconv.Itoa(i),
 			"--addr", addr,
 			"--data-dir", filepath.Join(c.dir, fmt.Sprintf("spu-%d", i)),
 			"--control-plane", spec.ControlPlane,
-			"--public-addr", "http://" + addr,
+			"--public-addr", scheme + addr,
+		}
+		var tlsDir string
+		if spec.Credentials != nil {
+			tlsDir = filepath.Join(c.dir, fmt.Sprintf("spu-%d.tls", i))
+			args = append(args,
+				"--tls-cert", filepath.Join(tlsDir, "cert.pem"),
+				"--tls-key", filepath.Join(tlsDir, "key.pem"),
+				"--cluster-ca", filepath.Join(tlsDir, "cluster-ca.pem"),
+				"--control-plane-ca", filepath.Join(tlsDir, "control-plane-ca.pem"))
 		}
 		s := &localSPU{
 			id:      id,
 			port:    port,
+			tlsDir:  tlsDir,
+			creds:   spec.Credentials,
 			args:    append(args, l.cfg.ExtraArgs...),
 			binary:  bin,
 			logPath: filepath.Join(c.dir, fmt.Sprintf("spu-%d.log", i)),
@@ -225,18 +242,48 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 }
 
 // port returns the SPU's port, choosing and persisting one the first time.
+// With a BasePort, it is the lowest port from BasePort on that no SPU of
+// any cluster holds and that is free now, so the first cluster's SPUs get
+// BasePort, BasePort+1, ...; without one, any free port.
 func (l *Local) port(c *localCluster, id int32) (int, error) {
-	if p, ok := c.ports[id]; ok && (l.cfg.BasePort == 0 || p == l.cfg.BasePort+int(id)) {
+	if p, ok := c.ports[id]; ok && p >= l.cfg.BasePort {
 		return p, nil
+	}
+	taken := map[int]bool{}
+	l.mu.Lock()
+	for _, other := range l.clusters {
+		if other == c {
+			continue
+		}
+		// other.ports is guarded by other.mu, which must not be taken
+		// under l.mu: read the ports file it wrote instead.
+		if ports, err := readPorts(other.dir); err == nil {
+			for _, q := range ports {
+				taken[q] = true
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, q := range c.ports {
+		taken[q] = true
 	}
 	var p int
 	if l.cfg.BasePort > 0 {
-		p = l.cfg.BasePort + int(id)
-	} else {
-		taken := map[int]bool{}
-		for _, q := range c.ports {
-			taken[q] = true
+		for p = l.cfg.BasePort; ; p++ {
+			if p > 65535 {
+				return 0, fmt.Errorf("no free port from %d on", l.cfg.BasePort)
+			}
+			if taken[p] {
+				continue
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				continue
+			}
+			ln.Close()
+			break
 		}
+	} else {
 		for {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -459,6 +506,11 @@ func (s *localSPU) setRunning(running bool, lastErr string) {
 }
 
 func (s *localSPU) start() (*exec.Cmd, *os.File, error) {
+	if s.creds != nil {
+		if err := s.writeCredentials(); err != nil {
+			return nil, nil, err
+		}
+	}
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open spu log: %w", err)
@@ -487,4 +539,49 @@ func (s *localSPU) terminate(cmd *exec.Cmd, exited <-chan error) {
 	s.logger.Warn("spu did not stop after SIGTERM; killing it", "pid", cmd.Process.Pid, "timeout", s.timeout)
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// writeCredentials writes fresh certificates for the SPU into its TLS
+// folder (mode 0700, the key 0600), each file replaced atomically.
+func (s *localSPU) writeCredentials() error {
+	c, err := s.creds(s.id)
+	if err != nil {
+		return fmt.Errorf("spu credentials: %w", err)
+	}
+	if err := os.MkdirAll(s.tlsDir, 0o700); err != nil {
+		return fmt.Errorf("spu credentials: %w", err)
+	}
+	for name, data := range map[string][]byte{
+		"cert.pem":             c.CertPEM,
+		"key.pem":              c.KeyPEM,
+		"cluster-ca.pem":       c.ClusterCAPEM,
+		"control-plane-ca.pem": c.ControlPlaneCAPEM,
+	} {
+		if err := writeFileAtomic(filepath.Join(s.tlsDir, name), data, 0o600); err != nil {
+			return fmt.Errorf("spu credentials: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path with mode perm through a temporary
+// file, so a reader never sees half a file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

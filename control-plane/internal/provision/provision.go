@@ -14,6 +14,24 @@ type ClusterSpec struct {
 	SPUs int
 	// ControlPlane is the URL the SPUs register with.
 	ControlPlane string
+	// Credentials, when set, returns the certificates SPU id serves and
+	// authenticates with; the provisioner calls it each time it starts
+	// the SPU, so a restarted SPU has a fresh certificate. Nil runs the
+	// SPUs without TLS (development only).
+	Credentials func(id int32) (Credentials, error)
+}
+
+// Credentials are an SPU's certificates, in PEM.
+type Credentials struct {
+	// CertPEM is the SPU's certificate chain (leaf, then the cluster CA)
+	// and KeyPEM its private key.
+	CertPEM, KeyPEM []byte
+	// ClusterCAPEM is the cluster CA, the only one the SPU trusts for
+	// clients and peer SPUs.
+	ClusterCAPEM []byte
+	// ControlPlaneCAPEM is the CA the control plane's certificate chains
+	// to.
+	ControlPlaneCAPEM []byte
 }
 
 // SPUState is one provisioned SPU as the provisioner sees it.

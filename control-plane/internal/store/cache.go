@@ -28,7 +28,7 @@ type Cache struct {
 
 // NewCache returns a cache of s's metadata; Run fills it.
 func NewCache(s *Store, logger *slog.Logger) *Cache {
-	return &Cache{store: s, logger: logger, st: NewState(), changed: make(chan struct{}), ready: make(chan struct{})}
+	return &Cache{store: s, logger: logger, st: NewState(s.keys), changed: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // Ready is closed once the cache holds a first full copy.
@@ -50,7 +50,9 @@ func (c *Cache) Rev() int64 {
 	return c.st.Rev
 }
 
-// WaitRev waits until the cache reflects revision rev or ctx ends.
+// WaitRev waits until the cache reflects revision rev or ctx ends. The
+// cache's watch sees only its cluster's keys, so a revision written
+// elsewhere arrives as a progress notification, which WaitRev requests.
 func (c *Cache) WaitRev(ctx context.Context, rev int64) error {
 	for {
 		var cur int64
@@ -58,11 +60,20 @@ func (c *Cache) WaitRev(ctx context.Context, rev int64) error {
 		if cur >= rev {
 			return nil
 		}
+		// The watch's stream is the one of contexts with the same
+		// metadata: WithRequireLeader, as in Run.
+		if err := c.store.c.RequestProgress(clientv3.WithRequireLeader(ctx)); err != nil && ctx.Err() == nil {
+			c.logger.Debug("request watch progress", "err", err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ch:
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		}
+		t.Stop()
 	}
 }
 
@@ -93,7 +104,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.readyOnce.Do(func() { close(c.ready) })
 
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := c.store.c.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(st.Rev+1))
+		wch := c.store.c.Watch(wctx, c.store.keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(st.Rev+1))
 		for resp := range wch {
 			if err := resp.Err(); err != nil {
 				c.logger.Warn("metadata watch", "err", err)

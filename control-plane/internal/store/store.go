@@ -19,13 +19,30 @@ import (
 
 // Key prefixes; see the package documentation.
 const (
-	Prefix           = "/spate/v1/"
-	TopicsPrefix     = Prefix + "topics/"
-	PlacementsPrefix = Prefix + "placements/"
-	SPUsPrefix       = Prefix + "spus/"
-	StatusPrefix     = Prefix + "spu-status/"
-	LeaderPrefix     = Prefix + "leader"
+	// Root is the prefix of every key of the control plane.
+	Root = "/spate/v1/"
+	// ClustersRoot is the prefix of the clusters' metadata.
+	ClustersRoot = Root + "clusters/"
+	// LeaderPrefix holds the election keys of the control-plane replicas.
+	LeaderPrefix = Root + "leader"
+	// SyncKey is never written; reading it returns etcd's current
+	// revision.
+	SyncKey = Root + "sync"
 )
+
+// ClusterPrefix is the prefix of one cluster's metadata.
+func ClusterPrefix(cluster string) string { return ClustersRoot + cluster + "/" }
+
+// Keys are the key prefixes of one cluster's metadata.
+type Keys struct {
+	Prefix, Topics, Placements, SPUs, Status string
+}
+
+// KeysFor returns the key prefixes of a cluster.
+func KeysFor(cluster string) Keys {
+	p := ClusterPrefix(cluster)
+	return Keys{Prefix: p, Topics: p + "topics/", Placements: p + "placements/", SPUs: p + "spus/", Status: p + "spu-status/"}
+}
 
 var (
 	// ErrTopicExists is returned when creating a topic whose name is taken.
@@ -97,7 +114,8 @@ type SPUStatus struct {
 
 // Store reads and writes the metadata. It is safe for concurrent use.
 type Store struct {
-	c *clientv3.Client
+	c    *clientv3.Client
+	keys Keys
 
 	mu sync.Mutex
 	// leases caches the lease and address of each SPU key this process
@@ -112,25 +130,29 @@ type spuLease struct {
 	addr string
 }
 
-// New returns a Store on an etcd client, which the caller closes.
-func New(c *clientv3.Client) *Store {
-	return &Store{c: c, leases: make(map[int32]spuLease), spuLocks: make(map[int32]*sync.Mutex)}
+// New returns the Store of one cluster's metadata on an etcd client, which
+// the caller closes.
+func New(c *clientv3.Client, cluster string) *Store {
+	return &Store{c: c, keys: KeysFor(cluster), leases: make(map[int32]spuLease), spuLocks: make(map[int32]*sync.Mutex)}
 }
 
 // Client returns the etcd client.
 func (s *Store) Client() *clientv3.Client { return s.c }
 
+// Keys returns the store's key prefixes.
+func (s *Store) Keys() Keys { return s.keys }
+
 // TopicKey is the key of a topic.
-func TopicKey(name string) string { return TopicsPrefix + name }
+func (k Keys) TopicKey(name string) string { return k.Topics + name }
 
 // PlacementKey is the key of a topic's placement.
-func PlacementKey(name string) string { return PlacementsPrefix + name }
+func (k Keys) PlacementKey(name string) string { return k.Placements + name }
 
 // SPUKey is the key of an SPU.
-func SPUKey(id int32) string { return SPUsPrefix + strconv.Itoa(int(id)) }
+func (k Keys) SPUKey(id int32) string { return k.SPUs + strconv.Itoa(int(id)) }
 
 // StatusKey is the key of an SPU's status.
-func StatusKey(id int32) string { return StatusPrefix + strconv.Itoa(int(id)) }
+func (k Keys) StatusKey(id int32) string { return k.Status + strconv.Itoa(int(id)) }
 
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
@@ -143,7 +165,7 @@ func mustJSON(v any) string {
 // CreateTopic stores a new topic; ErrTopicExists when the name is taken
 // (also by a topic being deleted).
 func (s *Store) CreateTopic(ctx context.Context, t Topic) (Topic, error) {
-	key := TopicKey(t.Name)
+	key := s.keys.TopicKey(t.Name)
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, mustJSON(t))).
@@ -160,7 +182,7 @@ func (s *Store) CreateTopic(ctx context.Context, t Topic) (Topic, error) {
 
 // GetTopic reads a topic; ErrTopicNotFound when there is none.
 func (s *Store) GetTopic(ctx context.Context, name string) (Topic, error) {
-	resp, err := s.c.Get(ctx, TopicKey(name))
+	resp, err := s.c.Get(ctx, s.keys.TopicKey(name))
 	if err != nil {
 		return Topic{}, fmt.Errorf("get topic %s: %w", name, err)
 	}
@@ -188,10 +210,10 @@ func (s *Store) UpdateTopic(ctx context.Context, name string, fn func(*Topic) er
 		if err := fn(&t); err != nil {
 			return t, err
 		}
-		key := TopicKey(name)
+		key := s.keys.TopicKey(name)
 		ops := []clientv3.Op{clientv3.OpPut(key, mustJSON(t))}
 		if t.Deleting {
-			ops = append(ops, clientv3.OpDelete(PlacementKey(name)))
+			ops = append(ops, clientv3.OpDelete(s.keys.PlacementKey(name)))
 		}
 		resp, err := s.c.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", t.Revision)).
@@ -215,10 +237,10 @@ func (s *Store) UpdateTopic(ctx context.Context, name string, fn func(*Topic) er
 // holds; ErrConflict otherwise.
 func (s *Store) PutPlacement(ctx context.Context, name string, topicRev, placementRev int64, p Placement, guard ...clientv3.Cmp) error {
 	cmps := append([]clientv3.Cmp{
-		clientv3.Compare(clientv3.ModRevision(TopicKey(name)), "=", topicRev),
-		clientv3.Compare(clientv3.ModRevision(PlacementKey(name)), "=", placementRev),
+		clientv3.Compare(clientv3.ModRevision(s.keys.TopicKey(name)), "=", topicRev),
+		clientv3.Compare(clientv3.ModRevision(s.keys.PlacementKey(name)), "=", placementRev),
 	}, guard...)
-	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(PlacementKey(name), mustJSON(p))).Commit()
+	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(s.keys.PlacementKey(name), mustJSON(p))).Commit()
 	if err != nil {
 		return fmt.Errorf("put placement %s: %w", name, err)
 	}
@@ -231,9 +253,9 @@ func (s *Store) PutPlacement(ctx context.Context, name string, topicRev, placeme
 // RemoveTopic deletes a topic and its placement if the topic is still at
 // topicRev and every guard holds; ErrConflict otherwise.
 func (s *Store) RemoveTopic(ctx context.Context, name string, topicRev int64, guard ...clientv3.Cmp) error {
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(TopicKey(name)), "=", topicRev)}, guard...)
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.keys.TopicKey(name)), "=", topicRev)}, guard...)
 	resp, err := s.c.Txn(ctx).If(cmps...).
-		Then(clientv3.OpDelete(TopicKey(name)), clientv3.OpDelete(PlacementKey(name))).
+		Then(clientv3.OpDelete(s.keys.TopicKey(name)), clientv3.OpDelete(s.keys.PlacementKey(name))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("remove topic %s: %w", name, err)
@@ -258,7 +280,7 @@ func (s *Store) Heartbeat(ctx context.Context, spu SPU, status *SPUStatus, ttl t
 	s.mu.Lock()
 	cached, ok := s.leases[spu.ID]
 	s.mu.Unlock()
-	key := SPUKey(spu.ID)
+	key := s.keys.SPUKey(spu.ID)
 	if !ok {
 		resp, err := s.c.Get(ctx, key)
 		if err != nil {
@@ -294,7 +316,7 @@ func (s *Store) Heartbeat(ctx context.Context, spu SPU, status *SPUStatus, ttl t
 	putSPU := clientv3.OpPut(key, mustJSON(spu), clientv3.WithLease(lease))
 	var ops []clientv3.Op
 	if status != nil {
-		ops = append(ops, clientv3.OpPut(StatusKey(spu.ID), mustJSON(status), clientv3.WithLease(lease)))
+		ops = append(ops, clientv3.OpPut(s.keys.StatusKey(spu.ID), mustJSON(status), clientv3.WithLease(lease)))
 	}
 	txn := s.c.Txn(ctx)
 	if lease == cached.id && spu.Address == cached.addr {
@@ -325,13 +347,13 @@ func (s *Store) spuLock(id int32) *sync.Mutex {
 	return l
 }
 
-// Load reads every key under Prefix into a new State at one revision.
+// Load reads every key of the cluster into a new State at one revision.
 func (s *Store) Load(ctx context.Context) (*State, error) {
-	resp, err := s.c.Get(ctx, Prefix, clientv3.WithPrefix())
+	resp, err := s.c.Get(ctx, s.keys.Prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("load metadata: %w", err)
 	}
-	st := NewState()
+	st := NewState(s.keys)
 	for _, kv := range resp.Kvs {
 		st.apply(string(kv.Key), kv.Value, kv.ModRevision, false)
 	}
@@ -342,6 +364,7 @@ func (s *Store) Load(ctx context.Context) (*State, error) {
 // State is an in-memory copy of the metadata at revision Rev. The maps are
 // keyed by topic name and SPU id. It is not safe for concurrent use.
 type State struct {
+	keys       Keys
 	Rev        int64
 	Topics     map[string]*Topic
 	Placements map[string]*Placement
@@ -353,9 +376,10 @@ type State struct {
 	TopicsGen, SPUsGen, StatusGen uint64
 }
 
-// NewState returns an empty State.
-func NewState() *State {
+// NewState returns an empty State of the cluster whose keys are k.
+func NewState(k Keys) *State {
 	return &State{
+		keys:       k,
 		Topics:     make(map[string]*Topic),
 		Placements: make(map[string]*Placement),
 		SPUs:       make(map[int32]*SPU),
@@ -373,8 +397,8 @@ func (st *State) Apply(ev *clientv3.Event) {
 
 func (st *State) apply(key string, value []byte, rev int64, deleted bool) {
 	switch {
-	case strings.HasPrefix(key, TopicsPrefix):
-		name := strings.TrimPrefix(key, TopicsPrefix)
+	case strings.HasPrefix(key, st.keys.Topics):
+		name := strings.TrimPrefix(key, st.keys.Topics)
 		st.TopicsGen++
 		var t Topic
 		if deleted || json.Unmarshal(value, &t) != nil {
@@ -383,8 +407,8 @@ func (st *State) apply(key string, value []byte, rev int64, deleted bool) {
 		}
 		t.Revision = rev
 		st.Topics[name] = &t
-	case strings.HasPrefix(key, PlacementsPrefix):
-		name := strings.TrimPrefix(key, PlacementsPrefix)
+	case strings.HasPrefix(key, st.keys.Placements):
+		name := strings.TrimPrefix(key, st.keys.Placements)
 		st.TopicsGen++
 		var p Placement
 		if deleted || json.Unmarshal(value, &p) != nil {
@@ -393,8 +417,8 @@ func (st *State) apply(key string, value []byte, rev int64, deleted bool) {
 		}
 		p.Revision = rev
 		st.Placements[name] = &p
-	case strings.HasPrefix(key, SPUsPrefix):
-		id, err := strconv.ParseInt(strings.TrimPrefix(key, SPUsPrefix), 10, 32)
+	case strings.HasPrefix(key, st.keys.SPUs):
+		id, err := strconv.ParseInt(strings.TrimPrefix(key, st.keys.SPUs), 10, 32)
 		if err != nil {
 			return
 		}
@@ -405,8 +429,8 @@ func (st *State) apply(key string, value []byte, rev int64, deleted bool) {
 			return
 		}
 		st.SPUs[int32(id)] = &spu
-	case strings.HasPrefix(key, StatusPrefix):
-		id, err := strconv.ParseInt(strings.TrimPrefix(key, StatusPrefix), 10, 32)
+	case strings.HasPrefix(key, st.keys.Status):
+		id, err := strconv.ParseInt(strings.TrimPrefix(key, st.keys.Status), 10, 32)
 		if err != nil {
 			return
 		}

@@ -32,7 +32,7 @@ func storeAt(t *testing.T, endpoint string) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return store.New(c)
+	return store.New(c, "test")
 }
 
 func TestTopics(t *testing.T) {

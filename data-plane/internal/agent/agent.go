@@ -10,6 +10,9 @@
 // against wiping data on a control-plane bug (or a control plane started on
 // an empty store), an empty desired set at revision 0 is ignored until the
 // agent has received a non-empty set.
+//
+// Each desired set also carries the tenant's access list, which the agent
+// hands to Config.Principals (the SPU's authorizer) as it arrives.
 package agent
 
 import (
@@ -42,6 +45,12 @@ type Config struct {
 	// without TLS (h2c) that pings an idle connection to notice a lost
 	// control plane.
 	HTTPClient *http.Client
+	// PeerHTTPClient fetches from leader SPUs (see follower.Config).
+	// Default: like HTTPClient's default.
+	PeerHTTPClient *http.Client
+	// Principals, when set, receives the access list of every desired set
+	// received, before the replicas are applied.
+	Principals func([]*internalv1.Principal)
 	// HeartbeatInterval is how often the SPU heartbeats until the control
 	// plane names another interval. Default 1 second.
 	HeartbeatInterval time.Duration
@@ -107,6 +116,7 @@ func New(cfg Config, replicas *replica.Manager, logger *slog.Logger) (*Agent, er
 		interval: cfg.HeartbeatInterval,
 		applied:  -1,
 		followers: follower.New(follower.Config{
+			HTTPClient: cfg.PeerHTTPClient,
 			MinBackoff: cfg.MinBackoff,
 			MaxBackoff: cfg.MaxBackoff,
 		}, logger.With("spu", cfg.ID)),
@@ -189,6 +199,9 @@ func (a *Agent) watchOnce(ctx context.Context) (bool, error) {
 			continue
 		}
 		last = msg.Revision
+		if a.cfg.Principals != nil {
+			a.cfg.Principals(msg.Principals)
+		}
 		a.apply(msg)
 	}
 	err = stream.Err()

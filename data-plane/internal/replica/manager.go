@@ -220,7 +220,14 @@ func (m *Manager) Get(topic string, partition int32) (*Replica, error) {
 			return nil, fmt.Errorf("%w: topic %q has no partition %d on this SPU", ErrUnknownPartition, topic, partition)
 		}
 	}
-	return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
+	return nil, UnknownTopicError(topic)
+}
+
+// UnknownTopicError returns the error for a topic this SPU holds no replica
+// of. The SPU answers a caller who may not see a topic with exactly this
+// error, so that a hidden topic cannot be told from a missing one.
+func UnknownTopicError(topic string) error {
+	return fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
 }
 
 // List returns the replicas of a topic, or of every topic when topic is

@@ -223,7 +223,7 @@ func (c *Consume) Offsets(ctx context.Context, req *connect.Request[dataplanev1.
 	if len(req.Msg.Partitions) == 0 {
 		rs := c.Replicas.List(req.Msg.Topic)
 		if len(rs) == 0 {
-			return nil, toConnect(fmt.Errorf("%w: %q", replica.ErrUnknownTopic, req.Msg.Topic))
+			return nil, toConnect(replica.UnknownTopicError(req.Msg.Topic))
 		}
 		for _, r := range rs {
 			resp.Partitions = append(resp.Partitions, &dataplanev1.PartitionOffsets{Partition: r.Partition, StartOffset: r.Log.StartOffset(), EndOffset: r.Log.EndOffset()})

@@ -10,6 +10,7 @@ import (
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	internalv1 "github.com/spatehq/spate/api/gen/spate/internalapi/v1"
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
+	"github.com/spatehq/spate/data-plane/internal/authz"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
 
@@ -18,6 +19,9 @@ import (
 type Partitions struct {
 	Replicas *replica.Manager
 	Logger   *slog.Logger
+	// Authz hides from ListPartitions the topics a caller may not see;
+	// nil shows everything.
+	Authz *authz.Authorizer
 }
 
 var (
@@ -25,10 +29,14 @@ var (
 	_ internalv1connect.ReplicaServiceHandler    = (*Partitions)(nil)
 )
 
-// ListPartitions lists the replicas on this SPU.
+// ListPartitions lists the replicas on this SPU of the topics the caller
+// sees.
 func (p *Partitions) ListPartitions(ctx context.Context, req *connect.Request[dataplanev1.ListPartitionsRequest]) (*connect.Response[dataplanev1.ListPartitionsResponse], error) {
 	resp := &dataplanev1.ListPartitionsResponse{}
 	for _, r := range p.Replicas.List(req.Msg.Topic) {
+		if !p.Authz.Sees(ctx, r.Topic) {
+			continue
+		}
 		info := r.Log.Info()
 		resp.Partitions = append(resp.Partitions, &dataplanev1.PartitionStatus{
 			Topic:       r.Topic,

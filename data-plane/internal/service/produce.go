@@ -12,6 +12,8 @@ import (
 
 	dataplanev1 "github.com/spatehq/spate/api/gen/spate/dataplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
+	"github.com/spatehq/spate/auth/access"
+	"github.com/spatehq/spate/data-plane/internal/authz"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
@@ -27,6 +29,9 @@ type Produce struct {
 	Replicas *replica.Manager
 	Metrics  *Metrics
 	Logger   *slog.Logger
+	// Authz checks each request of a Produce stream (ProduceOne is checked
+	// by its interceptor); nil allows everything.
+	Authz *authz.Authorizer
 }
 
 var _ dataplanev1connect.ProduceServiceHandler = (*Produce)(nil)
@@ -69,7 +74,12 @@ func (p *Produce) Produce(ctx context.Context, stream *connect.BidiStream[datapl
 				return err
 			}
 			a := pending{resp: &dataplanev1.ProduceResponse{RequestId: req.RequestId}, received: time.Now()}
-			base, last, l, err := p.write(req.Topic, req.Partition, req.Batches, req.Acks)
+			var base, last int64
+			var l *commitlog.Log
+			err = p.Authz.Allow(ctx, access.Produce, req.Topic)
+			if err == nil {
+				base, last, l, err = p.write(req.Topic, req.Partition, req.Batches, req.Acks)
+			}
 			if err != nil {
 				a.resp.ErrorCode, a.resp.ErrorMessage = p.fail(err)
 			} else {

@@ -2,6 +2,8 @@ package sputest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spatehq/spate/data-plane/spu"
 )
 
 var (
@@ -59,6 +63,7 @@ type Process struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	log    *lockedBuffer
+	health *http.Client
 }
 
 // lockedBuffer is a bytes.Buffer safe for the process's output copier and
@@ -90,7 +95,31 @@ func StartProcess(t testing.TB, dataDir string, args ...string) *Process {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &Process{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Args: args}
+	p := &Process{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Args: args, health: http.DefaultClient}
+	p.start(t)
+	t.Cleanup(func() { p.Kill(t) })
+	return p
+}
+
+// StartProcessTLS is StartProcess with the TLS files of files (see
+// SPUFiles): the SPU serves HTTPS, and URL is https://.
+func StartProcessTLS(t testing.TB, dataDir string, files spu.TLS, args ...string) *Process {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	pem, err := os.ReadFile(files.ClusterCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	args = append([]string{"--tls-cert", files.CertFile, "--tls-key", files.KeyFile, "--cluster-ca", files.ClusterCAFile, "--control-plane-ca", files.ControlPlaneCAFile}, args...)
+	p := &Process{URL: "https://" + addr, Addr: addr, DataDir: dataDir, Args: args,
+		health: TLSClient(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots})}
 	p.start(t)
 	t.Cleanup(func() { p.Kill(t) })
 	return p
@@ -111,7 +140,7 @@ func (p *Process) start(t testing.TB) {
 	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(p.URL + "/healthz")
+		resp, err := p.health.Get(p.URL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

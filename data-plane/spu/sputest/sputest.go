@@ -1,9 +1,13 @@
 // Package sputest starts real SPUs for tests: in-process on a loopback
-// port, or as a `spate spu serve` process that a test can kill.
+// port, or as a `spate spu serve` process that a test can kill, without
+// TLS or with it. For TLS it has a small certificate authority shaped like
+// Spate's (a root, an intermediate per cluster, leaves with identity URI
+// SANs): NewRootCA, CA.NewIntermediate, SPUFiles, CA.ClientTLS.
 package sputest
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +22,8 @@ import (
 
 // SPU is an in-process SPU serving on 127.0.0.1.
 type SPU struct {
-	// URL is the SPU's base URL, such as http://127.0.0.1:41234.
+	// URL is the SPU's base URL, such as http://127.0.0.1:41234, or
+	// https:// when cfg.TLS is set.
 	URL string
 	// Config is what the SPU was started with (DataDir filled in).
 	Config spu.Config
@@ -28,8 +33,8 @@ type SPU struct {
 }
 
 // Start starts an SPU with cfg (a temporary data dir when cfg.DataDir is
-// empty) and stops it when the test ends. Logs go to the test log when
-// SPATE_TEST_LOG is set.
+// empty) and stops it when the test ends. With cfg.TLS set (see SPUFiles)
+// it serves HTTPS. Logs go to stderr when SPATE_TEST_LOG is set.
 func Start(t testing.TB, cfg spu.Config) *SPU {
 	t.Helper()
 	if cfg.DataDir == "" {
@@ -48,7 +53,11 @@ func Start(t testing.TB, cfg spu.Config) *SPU {
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &SPU{URL: "http://" + l.Addr().String(), Config: cfg, cancel: cancel, done: make(chan error, 1)}
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
+	s := &SPU{URL: scheme + l.Addr().String(), Config: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() { s.Stop(t) })
 	return s
@@ -76,4 +85,10 @@ func (s *SPU) Stop(t testing.TB) {
 // which the SPU's streaming RPCs need.
 func HTTPClient() *http.Client {
 	return h2c.NewClient()
+}
+
+// TLSClient returns an HTTP/2 client over TLS with tc (such as
+// CA.ClientTLS), with the settings SPUs use between themselves.
+func TLSClient(tc *tls.Config) *http.Client {
+	return h2c.NewTLSClient(tc)
 }
