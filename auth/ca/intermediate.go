@@ -78,7 +78,7 @@ func (i *Intermediate) IssueServer(id identity.Identity, dnsNames []string, ips 
 // IssueClient issues a client certificate (client authentication only)
 // for the public key of the PEM certificate request csrPEM, after checking
 // the request's signature (ErrInvalidCSR) and key (ErrUnsupportedKey:
-// ECDSA P-256, Ed25519 or RSA of at least 2048 bits). Everything the
+// ECDSA P-256, Ed25519 or RSA of 2048 to 8192 bits). Everything the
 // request names (subject, SANs, extensions) is ignored: the certificate
 // names id alone. A zero validity means DefaultClientValidity. id must
 // belong to the intermediate's tenant and cluster (ErrWrongIdentity). The

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -174,7 +175,9 @@ func (s *issuer) sign(csr *x509.CertificateRequest, spec leafSpec) (*Issued, err
 		NotBefore: provisioner.NewTimeDuration(notBefore),
 		NotAfter:  provisioner.NewTimeDuration(notAfter),
 	}
-	certs, err := s.auth.Sign(csr, opts, build)
+	// No I/O happens here (no webhooks, no database), so no context to
+	// pass down.
+	certs, err := s.auth.SignWithContext(context.Background(), csr, opts, build)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign certificate for %s: %w", spec.id, err)
 	}

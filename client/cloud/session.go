@@ -123,8 +123,10 @@ func (s *Session) Token(ctx context.Context) (string, error) {
 			s.mu.Lock()
 			err, t := s.refreshErr, s.tokens
 			s.mu.Unlock()
-			if err == nil {
-				continue
+			if err == nil && t.AccessToken != "" {
+				// The newest there is, even if the control plane's tokens
+				// live shorter than RefreshBefore.
+				return t.AccessToken, nil
 			}
 			return fallback(t, err)
 		}

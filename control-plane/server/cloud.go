@@ -13,6 +13,7 @@ import (
 	controlplanev1 "github.com/spatehq/spate/api/gen/spate/controlplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
 	"github.com/spatehq/spate/auth/access"
+	authca "github.com/spatehq/spate/auth/ca"
 	"github.com/spatehq/spate/auth/identity"
 	"github.com/spatehq/spate/auth/secret"
 	"github.com/spatehq/spate/control-plane/internal/tenancy"
@@ -172,6 +173,14 @@ func (t *tenantService) CreateTenant(ctx context.Context, req *connect.Request[c
 	out := &controlplanev1.CreateTenantResponse{Tenant: tenantView(tenant), Owner: memberView(owner)}
 	if req.Msg.OwnerPassword == "" {
 		out.OwnerPassword = password
+	}
+	if req.Msg.OwnerApiKey {
+		id, full, hash := secret.NewAPIKey()
+		k := tenancy.APIKey{ID: id, Tenant: tenant.ID, Kind: identity.User, Principal: owner.ID, Hash: hash, Description: "created with the tenant", CreatedAt: now, ExpiresAt: now.Add(DefaultAPIKeyTTL)}
+		if err := s.tenancy.CreateAPIKey(ctx, k); err != nil {
+			return nil, s.internal(ctx, "create owner API key", err)
+		}
+		out.OwnerApiKey = full
 	}
 	return connect.NewResponse(out), nil
 }
@@ -586,8 +595,11 @@ func (cs *clusterService) IssueClientCertificate(ctx context.Context, req *conne
 	}
 	who := identity.Identity{Tenant: c.Tenant, Cluster: cl.ID, Kind: c.Kind, Principal: c.Principal.Principal}
 	is, err := ca.IssueClient(who, req.Msg.CsrPem, s.cfg.ClientCertValidity)
-	if err != nil {
+	if errors.Is(err, authca.ErrInvalidCSR) || errors.Is(err, authca.ErrUnsupportedKey) {
 		return nil, invalidArg(fmt.Errorf("certificate request: %w", err))
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "issue client certificate", err)
 	}
 	s.logger.Info("client certificate issued", "tenant", c.Tenant, "cluster", cl.ID, "principal", c.Name, "expires", is.NotAfter)
 	return connect.NewResponse(&controlplanev1.IssueClientCertificateResponse{

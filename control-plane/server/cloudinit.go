@@ -34,8 +34,18 @@ func (s *Server) initCloud() error {
 		return err
 	}
 	s.keys = token.NewKeyring()
+	if s.cfg.DataDir != "" {
+		// Public: what clients on this machine trust the control plane by.
+		if err := os.WriteFile(filepath.Join(s.cfg.DataDir, RootCAFile), p.root.CertPEM(), 0o644); err != nil {
+			return fmt.Errorf("write the root CA: %w", err)
+		}
+	}
 	return s.writeOperatorKey(ctx)
 }
+
+// RootCAFile is the file in the data directory where the control plane
+// writes its root CA certificate at every start.
+const RootCAFile = "root-ca.pem"
 
 // writeOperatorKey creates an operator API key and writes it to
 // OperatorKeyFile, unless that file exists.

@@ -49,7 +49,7 @@ func loadPKI(ctx context.Context, ts *tenancy.Store, hosts []string) (*pki, erro
 		}
 		switch cerr := ts.CreateRootCA(ctx, c, k); {
 		case cerr == nil:
-			certPEM, keyPEM = c, k
+			certPEM, keyPEM, err = c, k, nil
 		case errors.Is(cerr, tenancy.ErrExists): // another replica won
 			certPEM, keyPEM, err = ts.RootCA(ctx)
 		default:

@@ -81,7 +81,7 @@ func (f *fakeRegistry) push(t *testing.T, id int32, rev int64, replicas ...*inte
 }
 
 // send sends msg to the SPU once it watches.
-func (f *fakeRegistry) send(t *testing.T, id int32, msg *internalv1.WatchReplicasResponse) {
+func (f *fakeRegistry) send(t testing.TB, id int32, msg *internalv1.WatchReplicasResponse) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

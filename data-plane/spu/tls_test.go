@@ -56,7 +56,7 @@ type tlsRegistry struct {
 	peers map[string]bool
 }
 
-func startTLSRegistry(t *testing.T, p pki) *tlsRegistry {
+func startTLSRegistry(t testing.TB, p pki) *tlsRegistry {
 	t.Helper()
 	f := &fakeRegistry{watchers: map[int32]chan *internalv1.WatchReplicasResponse{}, addresses: map[int32]string{}, quit: make(chan struct{})}
 	r := &tlsRegistry{fakeRegistry: f, peers: map[string]bool{}}
@@ -99,7 +99,7 @@ func acl(users ...string) []*internalv1.Principal {
 }
 
 // startTLSSPU starts SPU id of the test cluster against reg.
-func startTLSSPU(t *testing.T, p pki, reg *tlsRegistry, id int32) *sputest.SPU {
+func startTLSSPU(t testing.TB, p pki, reg *tlsRegistry, id int32) *sputest.SPU {
 	t.Helper()
 	return sputest.Start(t, spu.Config{ID: id, ControlPlane: reg.URL, TLS: sputest.SPUFiles(t, p.cluster, id, "")})
 }

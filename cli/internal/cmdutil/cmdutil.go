@@ -4,15 +4,20 @@
 package cmdutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/spatehq/spate/client"
+	"github.com/spatehq/spate/client/cloud"
 	"github.com/spatehq/spate/client/profile"
 )
 
@@ -25,6 +30,7 @@ const (
 	ExitUnavailable = 4   // the server could not be reached or is not ready
 	ExitExists      = 5   // the topic or other object exists already
 	ExitConfig      = 6   // no profile selected, or the config file is unreadable
+	ExitAuth        = 7   // not logged in, the login expired, or not allowed
 	ExitInterrupted = 130 // stopped by Ctrl-C
 )
 
@@ -55,8 +61,13 @@ type Factory struct {
 	// ConfigPath is the config file; empty for profile.DefaultPath().
 	ConfigPath string
 
-	config *profile.Config
-	client *client.Client
+	// HTTPClient, if set, reaches control planes instead of one made from
+	// the login's CA (for tests).
+	HTTPClient *http.Client
+
+	config   *profile.Config
+	sessions map[string]*cloud.Session // by control plane URL
+	client   *client.Client
 	// controlPlane is the URL the client was built for, for messages.
 	controlPlane string
 }
@@ -85,11 +96,12 @@ func (f *Factory) Config() (*profile.Config, error) {
 // Direct reports whether the CLI talks to one SPU directly (--spu).
 func (f *Factory) Direct() bool { return f.SPU != "" }
 
-// ControlPlane returns the control plane URL of the selected profile.
-func (f *Factory) ControlPlane() (string, error) {
+// SelectedProfile returns the profile chosen by --profile, or else the
+// current one, with errors that say what to do.
+func (f *Factory) SelectedProfile() (string, profile.Profile, error) {
 	cfg, err := f.Config()
 	if err != nil {
-		return "", err
+		return "", profile.Profile{}, err
 	}
 	var name string
 	var p profile.Profile
@@ -101,41 +113,148 @@ func (f *Factory) ControlPlane() (string, error) {
 	}
 	switch {
 	case errors.Is(err, profile.ErrNoProfile):
-		return "", &ConfigError{Err: fmt.Errorf("no profile selected in %s: run `spate local up` to start a local cluster, or `spate profile switch NAME` (see `spate profile list`)", cfg.Path())}
+		return "", p, &ConfigError{Err: fmt.Errorf("no profile selected in %s: run `spate local up` to start a local cluster, `spate cloud cluster use NAME` for a cloud cluster, or `spate profile switch NAME` (see `spate profile list`)", cfg.Path())}
 	case errors.Is(err, profile.ErrNotFound):
-		return "", &ConfigError{Err: fmt.Errorf("profile %q not found in %s: see `spate profile list`, or run `spate local up`", name, cfg.Path())}
+		return "", p, &ConfigError{Err: fmt.Errorf("profile %q not found in %s: see `spate profile list`, or run `spate local up`", name, cfg.Path())}
 	case err != nil:
-		return "", &ConfigError{Err: err}
+		return "", p, &ConfigError{Err: err}
+	}
+	return name, p, nil
+}
+
+// ControlPlane returns the control plane URL of the selected profile.
+func (f *Factory) ControlPlane() (string, error) {
+	name, p, err := f.SelectedProfile()
+	if err != nil {
+		return "", err
 	}
 	if p.ControlPlane == "" {
+		cfg, _ := f.Config()
 		return "", &ConfigError{Err: fmt.Errorf("profile %q in %s has no control_plane URL: run `spate local up` or edit the file", name, cfg.Path())}
 	}
 	return p.ControlPlane, nil
 }
 
+// renewTimeout bounds the renewal of a client certificate before a
+// command.
+const renewTimeout = 30 * time.Second
+
 // Client returns the SDK client, built on first use: for the SPU given by
-// --spu, or else for the control plane of the selected profile.
+// --spu, or else from the selected profile (client.FromProfile). A
+// profile with a client certificate that has less than a third of its life
+// left is renewed first through the login at its control plane, and saved.
 func (f *Factory) Client() (*client.Client, error) {
 	if f.client != nil {
 		return f.client, nil
 	}
-	var opt client.Option
+	logger := client.WithLogger(slog.New(slog.DiscardHandler))
 	if f.SPU != "" {
-		opt = client.WithSPU(f.SPU)
-	} else {
-		cp, err := f.ControlPlane()
+		c, err := client.New(client.WithSPU(f.SPU), logger)
 		if err != nil {
+			return nil, &ConfigError{Err: err}
+		}
+		f.client = c
+		return c, nil
+	}
+	cp, err := f.ControlPlane()
+	if err != nil {
+		return nil, err
+	}
+	f.controlPlane = cp
+	name, p, _ := f.SelectedProfile()
+	if p.HasTLS() || p.ClusterID != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
+		defer cancel()
+		if p, err = f.renew(ctx, name, p); err != nil {
 			return nil, err
 		}
-		f.controlPlane = cp
-		opt = client.WithControlPlane(cp)
 	}
-	c, err := client.New(opt, client.WithLogger(slog.New(slog.DiscardHandler)))
+	c, err := client.FromProfile(p, logger)
 	if err != nil {
-		return nil, &ConfigError{Err: err}
+		return nil, &ConfigError{Err: fmt.Errorf("profile %q: %w", name, err)}
 	}
 	f.client = c
 	return c, nil
+}
+
+// renew renews the client certificate of the cloud profile p, named name,
+// if it has less than a third of its life left, and saves it.
+func (f *Factory) renew(ctx context.Context, name string, p profile.Profile) (profile.Profile, error) {
+	if !cloud.NeedsRenewal(p, time.Now()) {
+		return p, nil
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return p, err
+	}
+	if _, err := cfg.Login(p.ControlPlane); err != nil {
+		if p.HasTLS() && time.Now().Before(p.ClientCertExpires) {
+			// Still valid: go on, and say how to keep it so.
+			fmt.Fprintf(f.IO.ErrOut, "Warning: the client certificate of profile %q expires at %s; run `spate cloud login --control-plane %s` so that it is renewed.\n",
+				name, p.ClientCertExpires.Local().Format(time.RFC3339), p.ControlPlane)
+			return p, nil
+		}
+		return p, &AuthError{Err: fmt.Errorf("the client certificate of profile %q has expired or was removed at logout, and you are not logged in to %s: run `spate cloud login --control-plane %s`, then `spate cloud cluster use %s`",
+			name, p.ControlPlane, p.ControlPlane, p.Cluster)}
+	}
+	s, err := f.Session(p.ControlPlane)
+	if err != nil {
+		return p, err
+	}
+	if _, err := cloud.RenewIfNeeded(ctx, s, &p); err != nil {
+		if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			return p, &AuthError{Err: fmt.Errorf("renew the client certificate of profile %q: your login to %s expired or was revoked: run `spate cloud login --control-plane %s`", name, p.ControlPlane, p.ControlPlane)}
+		}
+		return p, err
+	}
+	if err := cfg.Set(name, p); err != nil {
+		return p, &ConfigError{Err: err}
+	}
+	if err := cfg.Save(); err != nil {
+		return p, &ConfigError{Err: err}
+	}
+	return p, nil
+}
+
+// Session returns a session on the control plane at cpURL from the login
+// saved in the config file; refreshed tokens are saved back. It fails with
+// an AuthError when there is no login there.
+func (f *Factory) Session(cpURL string) (*cloud.Session, error) {
+	if s, ok := f.sessions[cpURL]; ok {
+		return s, nil
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	login, err := cfg.Login(cpURL)
+	if err != nil {
+		return nil, &AuthError{Err: fmt.Errorf("not logged in to %s: run `spate cloud login --control-plane %s`", cpURL, cpURL)}
+	}
+	hc := f.HTTPClient
+	if hc == nil {
+		if hc, err = cloud.NewHTTPClient(login.ControlPlaneCA.Bytes()); err != nil {
+			return nil, &ConfigError{Err: fmt.Errorf("login to %s in %s: %w", cpURL, cfg.Path(), err)}
+		}
+	}
+	tokens := cloud.Tokens{AccessToken: login.AccessToken, RefreshToken: login.RefreshToken, Expires: login.AccessTokenExpires}
+	s := cloud.NewSession(cpURL, hc, tokens, cloud.OnRefresh(func(t cloud.Tokens) {
+		// Save the rotated refresh token at once: the old one is dead.
+		l, err := cfg.Login(cpURL)
+		if err != nil {
+			return
+		}
+		l.AccessToken, l.RefreshToken, l.AccessTokenExpires = t.AccessToken, t.RefreshToken, t.Expires
+		cfg.SetLogin(cpURL, l)
+		if err := cfg.Save(); err != nil {
+			fmt.Fprintf(f.IO.ErrOut, "Warning: could not save the refreshed login: %v; run `spate cloud login` next time.\n", err)
+		}
+	}))
+	if f.sessions == nil {
+		f.sessions = map[string]*cloud.Session{}
+	}
+	f.sessions[cpURL] = s
+	return s, nil
 }
 
 // AdminClient returns the client for commands that need the control plane,
@@ -166,6 +285,12 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// AuthError marks a missing or expired login (exit code 7).
+type AuthError struct{ Err error }
+
+func (e *AuthError) Error() string { return e.Err.Error() }
+func (e *AuthError) Unwrap() error { return e.Err }
+
 // UsageError marks an error in the flags or arguments (exit code 2).
 type UsageError struct{ Err error }
 
@@ -190,7 +315,13 @@ func ExitCode(err error) int {
 	if errors.As(err, &ce) {
 		return ExitConfig
 	}
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ExitAuth
+	}
 	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+		return ExitAuth
 	case connect.CodeInvalidArgument:
 		return ExitUsage
 	case connect.CodeAlreadyExists:
@@ -212,8 +343,17 @@ func Explain(err error, hint string) string {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		msg = ce.Message()
-		if ce.Code() == connect.CodeUnavailable && hint != "" {
-			msg += "\n" + hint
+		switch ce.Code() {
+		case connect.CodeUnavailable:
+			if hint != "" {
+				msg += "\n" + hint
+			}
+		case connect.CodeUnauthenticated:
+			if !strings.Contains(msg, "spate cloud login") {
+				msg += "\nYour login or client certificate is missing, expired or revoked: run `spate cloud login`, then `spate cloud cluster use NAME` for a cluster's profile."
+			}
+		case connect.CodePermissionDenied:
+			msg += "\nYour role or your service account's grants do not allow this: see `spate cloud whoami`, and ask an owner or admin of your tenant."
 		}
 	}
 	return "Error: " + msg

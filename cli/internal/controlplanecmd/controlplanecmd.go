@@ -19,7 +19,7 @@ func NewCmdControlPlane(f *cmdutil.Factory) *cobra.Command {
 		Use:     "control-plane",
 		Aliases: []string{"cp"},
 		Short:   "Run the control plane",
-		Example: `  spate control-plane serve --data-dir ./spate-data --local-spus 3`,
+		Example: `  spate control-plane serve --data-dir ./spate-data`,
 	}
 	cmd.AddCommand(newCmdServe(f))
 	return cmd
@@ -45,21 +45,37 @@ func newCmdServe(f *cmdutil.Factory) *cobra.Command {
 		Long: `Serve runs a control plane in the foreground until interrupted (SIGINT or
 SIGTERM).
 
+It serves HTTPS (TLS 1.3) with a certificate from its own root CA, kept in
+etcd and created at the first start, and authenticates every call: people
+sign in with ` + "`spate cloud login`" + ` (the OAuth device flow, approved on the
+control plane's /device page) or an API key; clients of a cluster present
+client certificates from the cluster's own CA. At the first start it also
+writes the operator's API key to --operator-key-file (default
+DATA-DIR/operator.key, mode 0600); only the operator may create tenants:
+
+  curl --cacert ca.pem -H "Authorization: Bearer $(cat DATA-DIR/operator.key)" ...
+
+or ` + "`spate local up`" + `, which does all of this for a development tenant.
+
 Metadata lives in etcd: an embedded single member under --data-dir (or
 --etcd-dir) by default, or an external cluster with --etcd-endpoints, which
-several control-plane replicas may share. SPUs join it with
-` + "`spate spu serve --control-plane URL`" + `.
+several control-plane replicas may share. Clusters created by tenants run as
+local SPU processes under DATA-DIR/clusters/<cluster-id>, each with its own
+certificates, restarted when they die and stopped when the control plane
+exits.
 
-With --local-spus N it also runs a cluster named "local" of N SPU processes
-on this machine (data and logs under DATA-DIR/clusters/local), restarts one
-that dies, and stops them when it exits. ` + "`spate local up`" + ` runs this
-command in the background.`,
-		Example: `  # a control plane with an embedded etcd and three local SPUs
-  spate control-plane serve --data-dir ./spate-data --local-spus 3
+--insecure serves plaintext HTTP/2 without any authentication, with one
+cluster named "local" (--local-spus N runs it): for development only.`,
+		Example: `  # a control plane with an embedded etcd
+  spate control-plane serve --data-dir ./spate-data
 
   # one of several replicas sharing an external etcd cluster
-  spate control-plane serve --addr 0.0.0.0:9000 \
-    --etcd-endpoints http://etcd-0:2379,http://etcd-1:2379,http://etcd-2:2379`,
+  spate control-plane serve --addr 0.0.0.0:9000 --tls-host cp.example.com \
+    --advertise-url https://cp.example.com:9000 \
+    --etcd-endpoints http://etcd-0:2379,http://etcd-1:2379,http://etcd-2:2379
+
+  # development without TLS or authentication, three local SPUs
+  spate control-plane serve --insecure --data-dir ./spate-data --local-spus 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveRun(cmd, opts)
@@ -70,10 +86,14 @@ command in the background.`,
 	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the embedded etcd and the local SPUs")
 	fl.StringVar(&opts.Config.EtcdDir, "etcd-dir", "", "directory of the embedded etcd (default DATA-DIR/etcd)")
 	fl.StringSliceVar(&opts.Config.EtcdEndpoints, "etcd-endpoints", nil, "URLs of an external etcd cluster, comma-separated, instead of the embedded one")
-	fl.IntVar(&opts.Config.LocalSPUs, "local-spus", 0, "run a local cluster of this many SPU processes")
+	fl.IntVar(&opts.Config.LocalSPUs, "local-spus", 0, "with --insecure: run a local cluster of this many SPU processes")
+	fl.BoolVar(&opts.Config.Insecure, "insecure", false, "serve plaintext HTTP/2 without authentication, for development only")
+	fl.StringSliceVar(&opts.Config.TLSHosts, "tls-host", nil, "DNS names and IPs of the control plane's certificate, comma-separated (default localhost,127.0.0.1)")
+	fl.StringVar(&opts.Config.OperatorKeyFile, "operator-key-file", "", "where to write the operator's API key at the first start (default DATA-DIR/operator.key)")
+	fl.DurationVar(&opts.Config.ClientCertValidity, "client-cert-validity", 0, "life of issued client certificates (default 12h)")
 	fl.IntVar(&opts.SPUBasePort, "spu-base-port", 0, "give local SPU i the port SPU-BASE-PORT+i (default: free ports, kept across restarts)")
 	fl.StringSliceVar(&opts.SPUArgs, "spu-args", nil, "extra flags for every local `spate spu serve`, comma-separated")
-	fl.StringVar(&opts.Config.AdvertiseURL, "advertise-url", "", "URL SPUs use to reach this control plane (default http:// and the address listened on)")
+	fl.StringVar(&opts.Config.AdvertiseURL, "advertise-url", "", "URL SPUs and clients use to reach this control plane (default https:// and the address listened on)")
 	fl.DurationVar(&opts.Config.LivenessTimeout, "liveness-timeout", 0, "how long an SPU stays online without a heartbeat (default 5s)")
 	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
@@ -86,10 +106,10 @@ func serveRun(cmd *cobra.Command, opts *ServeOptions) error {
 		return err
 	}
 	cfg := opts.Config
-	if cfg.LocalSPUs > 0 {
-		if cfg.DataDir == "" {
-			return cmdutil.Usagef("--local-spus needs --data-dir for the SPUs' data and logs")
-		}
+	if cfg.LocalSPUs > 0 && cfg.DataDir == "" {
+		return cmdutil.Usagef("--local-spus needs --data-dir for the SPUs' data and logs")
+	}
+	if cfg.DataDir != "" && (cfg.LocalSPUs > 0 || !cfg.Insecure) {
 		if cfg.Provisioner == nil {
 			cfg.Provisioner = provisioner.NewLocal(provisioner.LocalConfig{
 				DataDir:     cfg.DataDir,

@@ -7,8 +7,13 @@
 //	control-plane.pid   pid of the background control plane
 //	control-plane.url   its URL
 //	control-plane.log   its log
+//	root-ca.pem         the control plane's root CA certificate
+//	operator.key        the operator's API key (0600)
+//	dev-password        the password of dev@localhost (0600)
+//	dev-api-key         an API key of dev@localhost (0600)
 //	etcd/               the embedded etcd
-//	clusters/local/     the SPUs' data (spu-N/), logs (spu-N.log), ports
+//	clusters/<id>/      the SPUs' data (spu-N/), certificates (spu-N.tls/),
+//	                    logs (spu-N.log), ports
 package localcmd
 
 import (
@@ -28,6 +33,9 @@ import (
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/client"
+	"github.com/spatehq/spate/client/cloud"
+	"github.com/spatehq/spate/client/profile"
+	"github.com/spatehq/spate/control-plane/server"
 )
 
 // ProfileName is the profile `spate local up` writes and switches to.
@@ -41,6 +49,9 @@ const (
 	pidFile = "control-plane.pid"
 	urlFile = "control-plane.url"
 	logFile = "control-plane.log"
+	// operatorKeyFile is the operator's API key, written by the control
+	// plane at its first start.
+	operatorKeyFile = "operator.key"
 )
 
 // NewCmdLocal returns `spate local`.
@@ -118,8 +129,24 @@ func (in install) alive() bool {
 	return true
 }
 
-// healthy reports whether the control plane answers /healthz.
-func healthy(ctx context.Context, url string) bool {
+// healthy reports whether the control plane of the data directory dir
+// answers /healthz at url, trusting the root CA it wrote there.
+func healthy(ctx context.Context, dir, url string) bool {
+	hc := http.DefaultClient
+	if strings.HasPrefix(url, "https://") {
+		caPEM, err := os.ReadFile(filepath.Join(dir, server.RootCAFile))
+		if err != nil {
+			return false
+		}
+		if hc, err = cloud.NewHTTPClient(caPEM); err != nil {
+			return false
+		}
+	}
+	return healthyWith(ctx, hc, url)
+}
+
+// healthyWith reports whether url answers /healthz through hc.
+func healthyWith(ctx context.Context, hc *http.Client, url string) bool {
 	if url == "" {
 		return false
 	}
@@ -129,7 +156,7 @@ func healthy(ctx context.Context, url string) bool {
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
@@ -143,9 +170,9 @@ func clearInstall(dir string) {
 	os.Remove(filepath.Join(dir, urlFile))
 }
 
-// listSPUs asks the control plane at url for its SPUs.
-func listSPUs(ctx context.Context, url string) ([]client.SPU, error) {
-	c, err := client.New(client.WithControlPlane(url), client.WithLogger(slog.New(slog.DiscardHandler)))
+// listSPUs asks the control plane of profile p for its cluster's SPUs.
+func listSPUs(ctx context.Context, p profile.Profile) ([]client.SPU, error) {
+	c, err := client.FromProfile(p, client.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, err
 	}

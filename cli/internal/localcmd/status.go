@@ -14,11 +14,12 @@ import (
 // StatusOptions are the flags of `spate local status`.
 type StatusOptions struct {
 	IO      *cmdutil.IOStreams
+	Factory *cmdutil.Factory
 	DataDir string
 }
 
 func newCmdStatus(f *cmdutil.Factory) *cobra.Command {
-	opts := &StatusOptions{IO: f.IO}
+	opts := &StatusOptions{IO: f.IO, Factory: f}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the local control plane and its SPUs",
@@ -45,8 +46,17 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	}
 	out := opts.IO.Out
 	fmt.Fprintf(out, "Control plane: %s (pid %d), data in %s\n", in.url, in.pid, in.dir)
-	fmt.Fprintf(out, "Logs: %s, %s\n", filepath.Join(in.dir, logFile), filepath.Join(in.dir, "clusters", "local", "spu-N.log"))
-	spus, err := listSPUs(ctx, in.url)
+	cfg, err := opts.Factory.Config()
+	if err != nil {
+		return err
+	}
+	p, err := cfg.Get(ProfileName)
+	if err != nil {
+		return fmt.Errorf("profile %q: %w; run `spate local up` again to write it", ProfileName, err)
+	}
+	fmt.Fprintf(out, "Cluster: %s (%s) of tenant %s\n", p.Cluster, p.ClusterID, devTenant)
+	fmt.Fprintf(out, "Logs: %s, %s\n", filepath.Join(in.dir, logFile), filepath.Join(in.dir, "clusters", p.ClusterID, "spu-N.log"))
+	spus, err := listSPUs(ctx, p)
 	if err != nil {
 		return fmt.Errorf("the control plane (pid %d) does not answer at %s: %w; see %s", in.pid, in.url, err, filepath.Join(in.dir, logFile))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +14,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"connectrpc.com/connect"
+
+	controlplanev1 "github.com/spatehq/spate/api/gen/spate/controlplane/v1"
+	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
 	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/client/cloud"
 	"github.com/spatehq/spate/client/profile"
+	"github.com/spatehq/spate/control-plane/server"
 )
 
 // UpOptions are the flags of `spate local up`.
@@ -33,14 +40,20 @@ func newCmdUp(f *cmdutil.Factory) *cobra.Command {
 	opts := &UpOptions{IO: f.IO, Factory: f}
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Start a control plane and SPUs in the background, and switch to them",
-		Long: `Up starts, in the background, a control plane with an embedded etcd and a
-cluster of --spus SPU processes, waits until every SPU is online, then writes
-a profile named "local" pointing at the control plane and makes it current.
+		Short: "Start a control plane and a cluster in the background, and switch to it",
+		Long: `Up starts, in the background, a control plane with an embedded etcd, serving
+HTTPS with authentication on, as the service does. With the operator's key
+it creates a development tenant "dev" whose owner is dev@localhost (the
+password for the /device sign-in page is in DATA-DIR/dev-password), logs in
+as that owner, creates a cluster "local" of --spus SPU processes, waits until
+it is ready, then downloads its profile (endpoints, CAs, a client
+certificate) into a profile named "local" and makes it current. Produce,
+consume and topic commands then speak mTLS to the cluster.
 
 The control plane restarts an SPU that dies, and stops the SPUs when it
-stops. Logs: DATA-DIR/control-plane.log and DATA-DIR/clusters/local/spu-N.log.
-Running up again while the cluster runs only says so.`,
+stops. Logs: DATA-DIR/control-plane.log and DATA-DIR/clusters/<id>/spu-N.log.
+Running up again while it runs only says so; running it again after
+` + "`spate local down`" + ` starts the same tenant and cluster with their data.`,
 		Example: `  spate local up
   spate local up --spus 3
   spate local up --data-dir ./spate-data --port 9100`,
@@ -72,7 +85,7 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		return fmt.Errorf("read %s: %w", opts.DataDir, err)
 	}
 	if in.alive() {
-		if healthy(ctx, in.url) {
+		if healthy(ctx, in.dir, in.url) {
 			fmt.Fprintf(opts.IO.Out, "Spate is already running from %s: control plane %s (pid %d).\n", in.dir, in.url, in.pid)
 			fmt.Fprintf(opts.IO.Out, "See it with `spate local status`; stop it with `spate local down`.\n")
 			return nil
@@ -88,7 +101,7 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 	} else {
 		l.Close()
 	}
-	url := "http://" + addr
+	url := "https://" + addr
 	if err := os.MkdirAll(in.dir, 0o755); err != nil {
 		return err
 	}
@@ -97,8 +110,8 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Starting a control plane at %s and %d SPU(s) (data and logs in %s)\n", url, opts.SPUs, in.dir)
-	if err := waitReady(ctx, opts, url, exited); err != nil {
+	fmt.Fprintf(opts.IO.ErrOut, "Starting a control plane at %s (data and logs in %s)\n", url, in.dir)
+	fail := func(err error) error {
 		_ = terminate(pid)
 		select {
 		case <-exited:
@@ -108,13 +121,22 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		clearInstall(in.dir)
 		return err
 	}
+	hc, err := waitHealthy(ctx, opts, in.dir, url, exited)
+	if err != nil {
+		return fail(err)
+	}
+	p, login, clusterID, err := setUpDev(ctx, opts, in.dir, url, hc)
+	if err != nil {
+		return fail(err)
+	}
 	elapsed := time.Since(start)
 
 	cfg, err := opts.Factory.Config()
 	if err != nil {
 		return err
 	}
-	if err := cfg.Set(ProfileName, profile.Profile{ControlPlane: url, Cluster: "local"}); err != nil {
+	cfg.SetLogin(url, login)
+	if err := cfg.Set(ProfileName, p); err != nil {
 		return err
 	}
 	if err := cfg.Switch(ProfileName); err != nil {
@@ -123,11 +145,149 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 	if err := cfg.Save(); err != nil {
 		return &cmdutil.ConfigError{Err: err}
 	}
-	fmt.Fprintf(opts.IO.Out, "Spate is up in %.1fs: control plane %s (pid %d), %d SPU(s) online.\n", elapsed.Seconds(), url, pid, opts.SPUs)
-	fmt.Fprintf(opts.IO.Out, "Profile %q is now current (%s).\n", ProfileName, cfg.Path())
+	fmt.Fprintf(opts.IO.Out, "Spate is up in %.1fs: control plane %s (pid %d), cluster %q (%s) with %d SPU(s) ready.\n", elapsed.Seconds(), url, pid, devCluster, clusterID, len(p.SPUs))
+	fmt.Fprintf(opts.IO.Out, "Signed in as %s of tenant %q; profile %q is now current (%s).\n", devEmail, devTenant, ProfileName, cfg.Path())
 	fmt.Fprintf(opts.IO.Out, "Try: spate topic create greetings --partitions 3 && echo hello | spate produce greetings && spate consume greetings -B\n")
 	fmt.Fprintf(opts.IO.Out, "Stop it with `spate local down`.\n")
 	return nil
+}
+
+// The development tenant, person and cluster that up creates.
+const (
+	devTenant  = "dev"
+	devEmail   = "dev@localhost"
+	devCluster = "local"
+	// Files in the data directory, mode 0600.
+	devPasswordFile = "dev-password"
+	devAPIKeyFile   = "dev-api-key"
+)
+
+// waitHealthy waits until the control plane answers /healthz over TLS,
+// trusting the root CA it writes into the data directory, and returns an
+// HTTP client for it.
+func waitHealthy(ctx context.Context, opts *UpOptions, dir, url string, exited <-chan struct{}) (*http.Client, error) {
+	deadline := time.Now().Add(opts.Timeout)
+	logPath := filepath.Join(dir, logFile)
+	for {
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("the control plane exited at start; its log %s ends with:\n%s", logPath, tail(logPath, 15))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		default:
+		}
+		if caPEM, err := os.ReadFile(filepath.Join(dir, server.RootCAFile)); err == nil {
+			if hc, err := cloud.NewHTTPClient(caPEM); err == nil && healthyWith(ctx, hc, url) {
+				return hc, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the control plane did not answer within %v, so it was stopped; see %s", opts.Timeout, logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-exited:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// setUpDev makes sure the development tenant and cluster exist, logs in
+// as the tenant's owner and returns the cluster's profile and the login.
+func setUpDev(ctx context.Context, opts *UpOptions, dir, url string, hc *http.Client) (profile.Profile, profile.Login, string, error) {
+	fail := func(err error) (profile.Profile, profile.Login, string, error) {
+		return profile.Profile{}, profile.Login{}, "", err
+	}
+	apiKey, err := devKey(ctx, opts, dir, url, hc)
+	if err != nil {
+		return fail(err)
+	}
+	tokens, err := cloud.APIKeyLogin(ctx, url, hc, apiKey)
+	if err != nil {
+		return fail(fmt.Errorf("log in as %s: %w", devEmail, err))
+	}
+	sess := cloud.NewSession(url, hc, tokens)
+	clusters := sess.Clusters()
+	_, err = clusters.CreateCluster(ctx, connect.NewRequest(&controlplanev1.CreateClusterRequest{Name: devCluster, Spus: int32(opts.SPUs)}))
+	if err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
+		return fail(fmt.Errorf("create cluster %q: %w", devCluster, err))
+	}
+	c, err := waitCluster(ctx, opts, sess)
+	if err != nil {
+		return fail(err)
+	}
+	if int(c.Spus) != opts.SPUs {
+		fmt.Fprintf(opts.IO.ErrOut, "  cluster %q exists already with %d SPU(s); --spus %d is ignored (delete %s to start afresh)\n", devCluster, c.Spus, opts.SPUs, dir)
+	}
+	p, err := cloud.UseCluster(ctx, sess, devCluster)
+	if err != nil {
+		return fail(fmt.Errorf("download the profile of cluster %q: %w", devCluster, err))
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(dir, server.RootCAFile))
+	t := sess.Tokens()
+	login := profile.Login{ControlPlaneCA: profile.PEM(caPEM), Tenant: p.Tenant, Principal: devEmail, AccessToken: t.AccessToken, AccessTokenExpires: t.Expires, RefreshToken: t.RefreshToken}
+	return p, login, c.Id, nil
+}
+
+// devKey returns the development owner's API key, creating the tenant with
+// the operator's key the first time.
+func devKey(ctx context.Context, opts *UpOptions, dir, url string, hc *http.Client) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, devAPIKeyFile)); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	op, err := os.ReadFile(filepath.Join(dir, operatorKeyFile))
+	if err != nil {
+		return "", fmt.Errorf("read the operator key: %w", err)
+	}
+	tenants := controlplanev1connect.NewTenantServiceClient(hc, url)
+	req := connect.NewRequest(&controlplanev1.CreateTenantRequest{Name: devTenant, OwnerEmail: devEmail, OwnerApiKey: true})
+	req.Header().Set("Authorization", "Bearer "+strings.TrimSpace(string(op)))
+	resp, err := tenants.CreateTenant(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("create the development tenant: %w", err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "  created tenant %q with owner %s (password in %s)\n", devTenant, devEmail, filepath.Join(dir, devPasswordFile))
+	if err := os.WriteFile(filepath.Join(dir, devPasswordFile), []byte(resp.Msg.OwnerPassword+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, devAPIKeyFile), []byte(resp.Msg.OwnerApiKey+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return resp.Msg.OwnerApiKey, nil
+}
+
+// waitCluster waits until the development cluster is ready, printing its
+// progress.
+func waitCluster(ctx context.Context, opts *UpOptions, sess *cloud.Session) (*controlplanev1.Cluster, error) {
+	deadline := time.Now().Add(opts.Timeout)
+	last := ""
+	for {
+		resp, err := sess.Clusters().GetCluster(ctx, connect.NewRequest(&controlplanev1.GetClusterRequest{Name: devCluster}))
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", devCluster, err)
+		}
+		c := resp.Msg.Cluster
+		state := strings.ToLower(strings.TrimPrefix(c.Status.String(), "CLUSTER_STATUS_"))
+		if state != last {
+			fmt.Fprintf(opts.IO.ErrOut, "  cluster %q: %s\n", devCluster, state)
+			last = state
+		}
+		switch c.Status {
+		case controlplanev1.ClusterStatus_CLUSTER_STATUS_READY:
+			return c, nil
+		case controlplanev1.ClusterStatus_CLUSTER_STATUS_FAILED:
+			return nil, fmt.Errorf("cluster %q failed: %s; see the SPU logs under %s", devCluster, c.Reason, filepath.Join(opts.DataDir, "clusters", c.Id))
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("cluster %q was not ready after %v (%s), so the control plane was stopped; see the SPU logs under %s", devCluster, opts.Timeout, state, filepath.Join(opts.DataDir, "clusters", c.Id))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // startControlPlane starts `spate control-plane serve` in a new session,
@@ -151,7 +311,7 @@ func startControlPlane(opts *UpOptions, dir, addr string) (int, <-chan struct{},
 	cmd := exec.Command(bin, "control-plane", "serve",
 		"--addr", addr,
 		"--data-dir", dir,
-		"--local-spus", strconv.Itoa(opts.SPUs))
+		"--tls-host", "localhost,127.0.0.1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	cmd.SysProcAttr = detached()
@@ -165,65 +325,11 @@ func startControlPlane(opts *UpOptions, dir, addr string) (int, <-chan struct{},
 		_ = cmd.Process.Kill()
 		return 0, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte("http://"+addr+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte("https://"+addr+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return 0, nil, err
 	}
 	return pid, exited, nil
-}
-
-// waitReady polls until the control plane answers and lists opts.SPUs
-// online SPUs, printing progress as it changes.
-func waitReady(ctx context.Context, opts *UpOptions, url string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(opts.Timeout)
-	logPath := filepath.Join(opts.DataDir, logFile)
-	if abs, err := filepath.Abs(logPath); err == nil {
-		logPath = abs
-	}
-	last := ""
-	progress := func(s string) {
-		if s != last {
-			fmt.Fprintf(opts.IO.ErrOut, "  %s\n", s)
-			last = s
-		}
-	}
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("the control plane exited at start; its log %s ends with:\n%s", logPath, tail(logPath, 15))
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if !healthy(ctx, url) {
-			progress("waiting for the control plane")
-		} else if spus, err := listSPUs(ctx, url); err != nil {
-			progress("waiting for the control plane to be ready")
-		} else {
-			online := 0
-			for _, s := range spus {
-				// A restarted control plane may list the SPUs of its last
-				// run as online for a moment: ask each SPU too.
-				if s.Online && healthy(ctx, s.Address) {
-					online++
-				}
-			}
-			progress(fmt.Sprintf("%d/%d SPUs online", online, opts.SPUs))
-			if online >= opts.SPUs {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the cluster was not ready after %v (%s), so it was stopped; see %s and the SPU logs in %s",
-				opts.Timeout, last, logPath, filepath.Join(filepath.Dir(logPath), "clusters", "local"))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // tail returns the last n lines of a file, for error messages.

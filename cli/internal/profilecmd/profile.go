@@ -6,6 +6,7 @@ package profilecmd
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,8 +22,10 @@ func NewCmdProfile(f *cmdutil.Factory) *cobra.Command {
 		Short: "List, switch, rename and delete the profiles of clusters you use",
 		Long: `A profile says how to reach one Spate cluster. Profiles live in
 ~/.spate/config.toml (or the file named by SPATE_CONFIG), mode 0600.
-` + "`spate local up`" + ` writes a profile named "local" and switches to it. Every
-command uses the current profile unless --profile NAME says otherwise.`,
+` + "`spate local up`" + ` writes a profile named "local" and switches to it;
+` + "`spate cloud cluster use NAME`" + ` writes one for a cloud cluster, with its
+client certificate. Every command uses the current profile unless
+--profile NAME says otherwise.`,
 		Example: `  spate profile list
   spate profile current
   spate profile switch local
@@ -36,10 +39,12 @@ command uses the current profile unless --profile NAME says otherwise.`,
 
 // entry is one profile as `profile list` prints it.
 type entry struct {
-	Name         string `json:"name" yaml:"name"`
-	Current      bool   `json:"current" yaml:"current"`
-	ControlPlane string `json:"control_plane" yaml:"control_plane"`
-	Cluster      string `json:"cluster,omitempty" yaml:"cluster,omitempty"`
+	Name         string    `json:"name" yaml:"name"`
+	Current      bool      `json:"current" yaml:"current"`
+	ControlPlane string    `json:"control_plane" yaml:"control_plane"`
+	Cluster      string    `json:"cluster,omitempty" yaml:"cluster,omitempty"`
+	Tenant       string    `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	CertExpires  time.Time `json:"client_cert_expires,omitzero" yaml:"client_cert_expires,omitempty"`
 }
 
 func newCmdList(f *cmdutil.Factory) *cobra.Command {
@@ -62,7 +67,8 @@ func newCmdList(f *cmdutil.Factory) *cobra.Command {
 			entries := []entry{}
 			for _, name := range cfg.Names() {
 				p := cfg.Profiles[name]
-				entries = append(entries, entry{Name: name, Current: name == cfg.CurrentProfile, ControlPlane: p.ControlPlane, Cluster: p.Cluster})
+				entries = append(entries, entry{Name: name, Current: name == cfg.CurrentProfile, ControlPlane: p.ControlPlane,
+					Cluster: p.Cluster, Tenant: p.Tenant, CertExpires: p.ClientCertExpires})
 			}
 			return out.Write(f.IO.Out, entries, func() error {
 				if len(entries) == 0 {
@@ -75,9 +81,13 @@ func newCmdList(f *cmdutil.Factory) *cobra.Command {
 					if e.Current {
 						mark = "*"
 					}
-					rows = append(rows, []string{mark, e.Name, e.ControlPlane})
+					cluster := e.Cluster
+					if cluster == "" {
+						cluster = "-"
+					}
+					rows = append(rows, []string{mark, e.Name, e.ControlPlane, cluster})
 				}
-				return format.WriteTable(f.IO.Out, []string{"", "PROFILE", "CONTROL PLANE"}, rows)
+				return format.WriteTable(f.IO.Out, []string{"", "PROFILE", "CONTROL PLANE", "CLUSTER"}, rows)
 			})
 		},
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spatehq/spate/cli/internal/cloudcmd"
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/cli/internal/consumecmd"
 	"github.com/spatehq/spate/cli/internal/partitioncmd"
@@ -36,6 +37,7 @@ func addClientCommands(cmd *cobra.Command, f *cmdutil.Factory) {
 		producecmd.NewCmdProduce(f),
 		consumecmd.NewCmdConsume(f),
 		profilecmd.NewCmdProfile(f),
+		cloudcmd.NewCmdCloud(f),
 	)
 	// Direct SPU admin lives under `spate spu`, next to `spate spu serve`.
 	for _, c := range cmd.Commands() {

@@ -38,13 +38,12 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := parseForm(w, r); err != nil {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "send a form-encoded POST body")
+		s.badRequest(w, r, errInvalidRequest, "send a form-encoded POST body")
 		return
 	}
 	client := r.PostForm.Get("client_id")
 	if client != ClientID {
-		s.log.Warn("oauth: refused", "reason", "unknown client", "remote", remoteIP(r), "client_id", client)
-		s.writeError(w, http.StatusBadRequest, errInvalidClient, fmt.Sprintf("unknown client_id %q", client))
+		s.badRequest(w, r, errInvalidClient, fmt.Sprintf("unknown client_id %q", client))
 		return
 	}
 	now := s.now()
@@ -84,6 +83,7 @@ const (
 	msgBadCredentials = "Wrong email or password."
 	msgBadCode        = "This code is unknown or has expired. Run spate login again to get a new one."
 	msgUsedCode       = "This code was already approved or denied. Run spate login again to get a new one."
+	msgTooManyForCode = "Wrong email or password, too many times for this code. Run spate login again to get a new one."
 	msgTicketExpired  = "This approval page expired. Sign in again."
 	msgInternal       = "Something went wrong on our side. Try again in a moment."
 )
@@ -159,8 +159,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, "look up user", err)
 		return
 	case u.PasswordHash == "" || !secret.CheckPassword(u.PasswordHash, password):
-		s.countFailedSignIn(r, dc)
-		refuse(msgBadCredentials, "wrong password", "tenant", u.Tenant, "user", u.ID)
+		msg := msgBadCredentials
+		if s.countFailedSignIn(r, dc) {
+			msg = msgTooManyForCode
+		}
+		refuse(msg, "wrong password", "tenant", u.Tenant, "user", u.ID)
 		return
 	}
 	t, err := s.store.GetTenant(ctx, u.Tenant)
@@ -182,22 +185,28 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 // then it is denied, and its client learns access_denied.
 const maxFailedSignIns = 5
 
-// countFailedSignIn records a wrong password against the device code.
-func (s *Server) countFailedSignIn(r *http.Request, dc tenancy.DeviceCode) {
+// countFailedSignIn records a wrong password against the device code,
+// and reports whether that denied the code.
+func (s *Server) countFailedSignIn(r *http.Request, dc tenancy.DeviceCode) (denied bool) {
 	_, err := s.store.UpdateDeviceCode(r.Context(), dc.Hash, func(dc *tenancy.DeviceCode) error {
 		if dc.Status != tenancy.DevicePending {
 			return errAbort
 		}
 		dc.FailedAttempts++
-		if dc.FailedAttempts >= maxFailedSignIns {
+		denied = dc.FailedAttempts >= maxFailedSignIns
+		if denied {
 			dc.Status = tenancy.DeviceDenied
-			s.log.Warn("oauth: device code denied after failed sign-ins", "remote", remoteIP(r), "attempts", dc.FailedAttempts)
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errAbort) && !errors.Is(err, tenancy.ErrNotFound) {
+	switch {
+	case err == nil && denied:
+		s.log.Warn("oauth: device code denied after failed sign-ins", "remote", remoteIP(r), "attempts", maxFailedSignIns)
+		return true
+	case err != nil && !errors.Is(err, errAbort) && !errors.Is(err, tenancy.ErrNotFound):
 		s.log.Warn("oauth: count failed sign-in", "err", err)
 	}
+	return false
 }
 
 // approveView is what the approval page shows.

@@ -15,8 +15,10 @@
 // Access tokens are ES256 JWTs (see package token) that live AccessTTL.
 // Refresh tokens live RefreshTTL and are single use: each use returns a
 // new one of the same family, and using one twice revokes the family.
-// The API-key grant returns no refresh token: the key itself is the
-// long-lived credential, and revoking it must end the access it gives.
+// A refresh token got with an API key belongs to a family named after the
+// key ("ak-<key id>-<random>"): refreshing checks the key again, so
+// revoking the key, its expiry or its principal's removal ends the login
+// within one access token's lifetime.
 //
 // Everything a request needs is in etcd (package tenancy) or signed with
 // the shared signing keys, so any control-plane replica answers any step
@@ -108,6 +110,8 @@ type Config struct {
 	// RefreshTTL is the lifetime of a refresh token; default 30 days.
 	RefreshTTL time.Duration
 	// DeviceCodeTTL is the lifetime of a device code; default 10 minutes.
+	// The code stays in etcd 5 minutes longer, so that a late poll learns
+	// expired_token rather than invalid_grant.
 	DeviceCodeTTL time.Duration
 	// PollInterval is the initial minimum time between two polls of the
 	// token endpoint with one device code; default 5 s.

@@ -471,6 +471,26 @@ func TestWrongPassword(t *testing.T) {
 	}
 }
 
+func TestWrongPasswordsDenyTheCode(t *testing.T) {
+	e := newEnv(t)
+	ada := e.newUser()
+	da := e.deviceCode()
+	for i := range 5 {
+		status, body, _ := e.signIn(ada.Email, "guess", da.UserCode)
+		want := "Wrong email or password."
+		if i == 4 {
+			want = "too many times for this code"
+		}
+		if status != http.StatusUnauthorized || !strings.Contains(body, want) {
+			t.Fatalf("attempt %d: %d, want %q\n%s", i, status, want, body)
+		}
+	}
+	if _, body, ticket := e.signIn(ada.Email, ada.Password, da.UserCode); ticket != "" || !strings.Contains(body, "already approved or denied") {
+		t.Fatalf("sign-in with a denied code:\n%s", body)
+	}
+	e.wantError(e.poll(da.DeviceCode), http.StatusBadRequest, "access_denied")
+}
+
 func TestGuessedUserCodesRateLimited(t *testing.T) {
 	e := newEnv(t)
 	ada := e.newUser()
@@ -576,7 +596,7 @@ func TestAPIKeyGrant(t *testing.T) {
 				t.Fatalf("AuthenticateAPIKey: %+v, %v; want %+v", sub, err, tt.wantSub)
 			}
 			a := e.token(url.Values{"grant_type": {oauth.GrantAPIKey}, "api_key": {tt.key}})
-			if a.status != http.StatusOK || a.RefreshToken != "" {
+			if a.status != http.StatusOK || a.RefreshToken == "" {
 				t.Fatalf("token: %+v", a)
 			}
 			c := e.verify(a.AccessToken)
@@ -590,6 +610,38 @@ func TestAPIKeyGrant(t *testing.T) {
 	}
 	e.wantError(e.token(url.Values{"grant_type": {oauth.GrantAPIKey}}), http.StatusBadRequest, "invalid_request")
 	e.wantError(e.token(url.Values{"grant_type": {"password"}}), http.StatusBadRequest, "unsupported_grant_type")
+}
+
+func TestAPIKeyLoginEndsWithTheKey(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ada := e.newUser()
+	id, full, hash := secret.NewAPIKey()
+	if err := e.store.CreateAPIKey(ctx, tenancy.APIKey{ID: id, Tenant: ada.Tenant, Kind: identity.User, Principal: ada.ID, Hash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(rt string) tokenAnswer {
+		return e.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {rt}})
+	}
+	first := e.token(url.Values{"grant_type": {oauth.GrantAPIKey}, "api_key": {full}})
+	if first.status != http.StatusOK || first.RefreshToken == "" {
+		t.Fatalf("API key grant: %+v", first)
+	}
+	second := refresh(first.RefreshToken)
+	if second.status != http.StatusOK {
+		t.Fatalf("refresh of an API-key login: %+v", second)
+	}
+	if c := e.verify(second.AccessToken); c.Subject != ada.ID || c.Name != ada.Email {
+		t.Fatalf("claims %+v", c)
+	}
+	if err := e.store.RevokeAPIKey(ctx, ada.Tenant, id); err != nil {
+		t.Fatal(err)
+	}
+	a := refresh(second.RefreshToken)
+	e.wantError(a, http.StatusBadRequest, "invalid_grant")
+	if !strings.Contains(a.Description, "revoked") {
+		t.Errorf("error_description %q, want it to say the key was revoked", a.Description)
+	}
 }
 
 func TestRefreshRotation(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -49,7 +50,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := parseForm(w, r); err != nil {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "send a form-encoded POST body")
+		s.badRequest(w, r, errInvalidRequest, "send a form-encoded POST body")
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
@@ -61,9 +62,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case GrantAPIKey:
 		s.apiKeyGrant(w, r)
 	case "":
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "grant_type is required")
+		s.badRequest(w, r, errInvalidRequest, "grant_type is required")
 	default:
-		s.writeError(w, http.StatusBadRequest, errUnsupportedGrantType, fmt.Sprintf("grant type %q is not supported", grant))
+		s.badRequest(w, r, errUnsupportedGrantType, fmt.Sprintf("grant type %q is not supported", grant))
 	}
 }
 
@@ -73,7 +74,7 @@ func (s *Server) deviceCodeGrant(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	code, client := r.PostForm.Get("device_code"), r.PostForm.Get("client_id")
 	if code == "" || client == "" {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "device_code and client_id are required")
+		s.badRequest(w, r, errInvalidRequest, "device_code and client_id are required")
 		return
 	}
 	hash := secret.HashDeviceCode(code)
@@ -127,6 +128,7 @@ func (s *Server) deviceCodeGrant(w http.ResponseWriter, r *http.Request) {
 		s.fail(r, "device code not redeemable", "client_id", client)
 		s.writeError(w, http.StatusBadRequest, errInvalidGrant, "this device code was already used or belongs to another client: run spate login again")
 	case errExpiredToken:
+		s.log.Info("oauth: refused", "reason", "expired device code", "remote", remoteIP(r))
 		s.writeError(w, http.StatusBadRequest, errExpiredToken, "the device code expired: run spate login again")
 	case errSlowDown:
 		s.log.Info("oauth: device code polled too fast", "remote", remoteIP(r), "interval", dc.Interval)
@@ -176,7 +178,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	raw := r.PostForm.Get("refresh_token")
 	if raw == "" {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "refresh_token is required")
+		s.badRequest(w, r, errInvalidRequest, "refresh_token is required")
 		return
 	}
 	id, hash, err := secret.ParseRefreshToken(raw)
@@ -202,6 +204,27 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internalError(w, r, "rotate refresh token", err)
 		return
+	}
+	if keyID, ok := apiKeyOfFamily(used.Family); ok {
+		// A login with an API key lasts as long as the key.
+		k, err := s.store.GetAPIKey(ctx, keyID)
+		if err == nil {
+			_, err = s.apiKeySubject(ctx, k, remoteIP(r))
+		} else if errors.Is(err, tenancy.ErrNotFound) {
+			err = fmt.Errorf("%w: key %s deleted", ErrRevokedAPIKey, keyID)
+		}
+		if desc, ok := apiKeyErrorDescription(err); ok {
+			s.fail(r, "refresh token of a dead API key", "api_key_id", keyID, "err", err)
+			if err := s.store.RevokeRefreshFamily(ctx, used.Family); err != nil {
+				s.log.Warn("oauth: revoke refresh family", "err", err)
+			}
+			s.writeError(w, http.StatusBadRequest, errInvalidGrant, desc)
+			return
+		}
+		if err != nil {
+			s.internalError(w, r, "look up API key", err)
+			return
+		}
 	}
 	name, err := s.principalName(ctx, used.Tenant, used.Kind, used.Principal)
 	if errors.Is(err, ErrPrincipalGone) {
@@ -230,27 +253,20 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// apiKeyGrant exchanges an API key for an access token (no refresh
-// token: the key is the long-lived credential).
+// apiKeyGrant exchanges an API key for an access token and a refresh
+// token whose family names the key (see apiKeyFamily), so that refreshing
+// stops working when the key is revoked or expires.
 func (s *Server) apiKeyGrant(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	key := r.PostForm.Get("api_key")
 	if key == "" {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "api_key is required")
+		s.badRequest(w, r, errInvalidRequest, "api_key is required")
 		return
 	}
-	sub, err := s.authenticateAPIKey(r.Context(), key, remoteIP(r))
+	sub, k, err := s.authenticateAPIKey(ctx, key, remoteIP(r))
 	if err != nil {
-		var desc string
-		switch {
-		case errors.Is(err, ErrRevokedAPIKey):
-			desc = "API key revoked: create a new one"
-		case errors.Is(err, ErrExpiredAPIKey):
-			desc = "API key expired: create a new one"
-		case errors.Is(err, ErrPrincipalGone):
-			desc = "the API key's user or service account no longer exists"
-		case errors.Is(err, ErrMalformedAPIKey), errors.Is(err, ErrUnknownAPIKey):
-			desc = "invalid API key: check that you copied all of it (spk_...)"
-		default:
+		desc, ok := apiKeyErrorDescription(err)
+		if !ok {
 			s.internalError(w, r, "authenticate API key", err)
 			return
 		}
@@ -258,12 +274,44 @@ func (s *Server) apiKeyGrant(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, http.StatusBadRequest, errInvalidGrant, desc)
 		return
 	}
-	access, err := s.accessToken(sub)
+	resp, err := s.issueTokens(ctx, sub, secret.NewID(apiKeyFamilyPrefix+k.ID))
 	if err != nil {
-		s.internalError(w, r, "sign access token", err)
+		s.internalError(w, r, "issue tokens for API key", err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, TokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: seconds(s.cfg.AccessTTL)})
+	s.log.Info("oauth: API key exchanged", "remote", remoteIP(r), "tenant", sub.Tenant, "principal", sub.ID, "api_key_id", k.ID)
+	s.writeJSON(w, http.StatusOK, resp)
+}
+
+// apiKeyFamilyPrefix starts the refresh token families of API-key logins:
+// "ak-<key id>-<random>".
+const apiKeyFamilyPrefix = "ak-"
+
+// apiKeyOfFamily returns the id of the API key a refresh token family
+// was started with, if any.
+func apiKeyOfFamily(family string) (string, bool) {
+	rest, ok := strings.CutPrefix(family, apiKeyFamilyPrefix)
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, "-")
+	return id, ok && id != ""
+}
+
+// apiKeyErrorDescription tells the client what to do about an error of
+// authenticateAPIKey; false for errors that are not the key's fault.
+func apiKeyErrorDescription(err error) (string, bool) {
+	switch {
+	case errors.Is(err, ErrRevokedAPIKey):
+		return "API key revoked: create a new one", true
+	case errors.Is(err, ErrExpiredAPIKey):
+		return "API key expired: create a new one", true
+	case errors.Is(err, ErrPrincipalGone):
+		return "the API key's user or service account no longer exists", true
+	case errors.Is(err, ErrMalformedAPIKey), errors.Is(err, ErrUnknownAPIKey):
+		return "invalid API key: check that you copied all of it (spk_...)", true
+	}
+	return "", false
 }
 
 // AuthenticateAPIKey returns the principal an API key belongs to. The
@@ -273,61 +321,84 @@ func (s *Server) apiKeyGrant(w http.ResponseWriter, r *http.Request) {
 // must still exist (ErrPrincipalGone). Refusals are logged, without the
 // key's secret. Other errors are the store's.
 func (s *Server) AuthenticateAPIKey(ctx context.Context, key string) (Subject, error) {
-	return s.authenticateAPIKey(ctx, key, "")
+	sub, _, err := s.authenticateAPIKey(ctx, key, "")
+	return sub, err
 }
 
-func (s *Server) authenticateAPIKey(ctx context.Context, key, ip string) (Subject, error) {
-	refuse := func(err error, attrs ...any) (Subject, error) {
-		attrs = append(attrs, "reason", err.Error())
-		if ip != "" {
-			attrs = append(attrs, "remote", ip)
-		}
-		s.log.Warn("oauth: API key refused", attrs...)
-		return Subject{}, err
-	}
+func (s *Server) authenticateAPIKey(ctx context.Context, key, ip string) (Subject, tenancy.APIKey, error) {
 	id, hash, err := secret.ParseAPIKey(key)
 	if err != nil {
-		return refuse(fmt.Errorf("%w: %v", ErrMalformedAPIKey, err))
+		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: %v", ErrMalformedAPIKey, err))
 	}
 	k, err := s.store.GetAPIKey(ctx, id)
 	if errors.Is(err, tenancy.ErrNotFound) {
-		return refuse(fmt.Errorf("%w: no key %s", ErrUnknownAPIKey, id), "api_key_id", id)
+		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: no key %s", ErrUnknownAPIKey, id), "api_key_id", id)
 	}
 	if err != nil {
-		return Subject{}, fmt.Errorf("oauth: get API key %s: %w", id, err)
+		return Subject{}, tenancy.APIKey{}, fmt.Errorf("oauth: get API key %s: %w", id, err)
 	}
 	if !secret.Equal(hash, k.Hash) {
-		return refuse(fmt.Errorf("%w: key %s: secret does not match", ErrUnknownAPIKey, id), "api_key_id", id, "tenant", k.Tenant)
+		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s: secret does not match", ErrUnknownAPIKey, id), "api_key_id", id, "tenant", k.Tenant)
 	}
+	sub, err := s.apiKeySubject(ctx, k, ip)
+	if err != nil {
+		return Subject{}, tenancy.APIKey{}, err
+	}
+	return sub, k, nil
+}
+
+// apiKeySubject checks that a known API key still grants access (not
+// revoked, not expired, its principal exists) and returns its principal.
+// Refusals are logged with ip, if known.
+func (s *Server) apiKeySubject(ctx context.Context, k tenancy.APIKey, ip string) (Subject, error) {
+	attrs := []any{"api_key_id", k.ID, "tenant", k.Tenant, "principal", k.Principal}
 	if k.Revoked {
-		return refuse(fmt.Errorf("%w: key %s", ErrRevokedAPIKey, id), "api_key_id", id, "tenant", k.Tenant, "principal", k.Principal)
+		return Subject{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s", ErrRevokedAPIKey, k.ID), attrs...)
 	}
 	if !k.ExpiresAt.IsZero() && !s.now().Before(k.ExpiresAt) {
-		return refuse(fmt.Errorf("%w: key %s expired at %s", ErrExpiredAPIKey, id, k.ExpiresAt.UTC().Format(time.RFC3339)), "api_key_id", id, "tenant", k.Tenant, "principal", k.Principal)
+		return Subject{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s expired at %s", ErrExpiredAPIKey, k.ID, k.ExpiresAt.UTC().Format(time.RFC3339)), attrs...)
 	}
 	name, err := s.principalName(ctx, k.Tenant, k.Kind, k.Principal)
 	if errors.Is(err, ErrPrincipalGone) {
-		return refuse(err, "api_key_id", id, "tenant", k.Tenant, "principal", k.Principal)
+		return Subject{}, s.refuseAPIKey(ip, err, attrs...)
 	}
 	if err != nil {
-		return Subject{}, fmt.Errorf("oauth: API key %s: %w", id, err)
+		return Subject{}, fmt.Errorf("oauth: API key %s: %w", k.ID, err)
 	}
 	return Subject{Tenant: k.Tenant, Kind: k.Kind, ID: k.Principal, Name: name}, nil
 }
 
+// refuseAPIKey logs a refused API key (never its secret) and returns err.
+func (s *Server) refuseAPIKey(ip string, err error, attrs ...any) error {
+	attrs = append(attrs, "reason", err.Error())
+	if ip != "" {
+		attrs = append(attrs, "remote", ip)
+	}
+	s.log.Warn("oauth: API key refused", attrs...)
+	return err
+}
+
 // IssueTokens signs an access token for sub and starts a new refresh
-// token family for it. The principal must exist in the store (a refresh
-// token of an unknown principal is refused with an error wrapping
-// tenancy.ErrNotFound).
+// token family for it. The principal must exist in the store (otherwise
+// the error wraps tenancy.ErrNotFound).
 func (s *Server) IssueTokens(ctx context.Context, sub Subject) (TokenResponse, error) {
+	return s.issueTokens(ctx, sub, "")
+}
+
+// issueTokens is IssueTokens with the new family's id ("": the first
+// refresh token's id).
+func (s *Server) issueTokens(ctx context.Context, sub Subject, family string) (TokenResponse, error) {
 	access, err := s.accessToken(sub)
 	if err != nil {
 		return TokenResponse{}, err
 	}
 	id, full, hash := secret.NewRefreshToken()
+	if family == "" {
+		family = id
+	}
 	now := s.now()
 	if err := s.store.CreateRefreshToken(ctx, tenancy.RefreshToken{
-		ID: id, Family: id, Tenant: sub.Tenant, Kind: sub.Kind, Principal: sub.ID, Hash: hash,
+		ID: id, Family: family, Tenant: sub.Tenant, Kind: sub.Kind, Principal: sub.ID, Hash: hash,
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(s.cfg.RefreshTTL).UTC(),
 	}); err != nil {
 		return TokenResponse{}, fmt.Errorf("oauth: issue tokens: %w", err)
@@ -371,16 +442,16 @@ func (s *Server) accessToken(sub Subject) (string, error) {
 // whole family. It answers 200 whatever the token, as the RFC asks.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "send a form-encoded POST body")
+		s.badRequest(w, r, errInvalidRequest, "send a form-encoded POST body")
 		return
 	}
 	raw := r.PostForm.Get("token")
 	if raw == "" {
-		s.writeError(w, http.StatusBadRequest, errInvalidRequest, "token is required")
+		s.badRequest(w, r, errInvalidRequest, "token is required")
 		return
 	}
 	if hint := r.PostForm.Get("token_type_hint"); hint != "" && hint != "refresh_token" && hint != "access_token" {
-		s.writeError(w, http.StatusBadRequest, "unsupported_token_type", fmt.Sprintf("token type %q cannot be revoked", hint))
+		s.badRequest(w, r, "unsupported_token_type", fmt.Sprintf("token type %q cannot be revoked", hint))
 		return
 	}
 	if id, hash, err := secret.ParseRefreshToken(raw); err == nil {
@@ -418,6 +489,13 @@ func (s *Server) fail(r *http.Request, reason string, attrs ...any) {
 	ip := remoteIP(r)
 	s.limiter.fail(ip)
 	s.log.Warn("oauth: refused", append([]any{"reason", reason, "remote", ip, "path", r.URL.Path}, attrs...)...)
+}
+
+// badRequest logs and answers a malformed request (not counted as a
+// failed attempt: it carries no credential).
+func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, code, desc string) {
+	s.log.Info("oauth: refused", "reason", code+": "+desc, "remote", remoteIP(r), "path", r.URL.Path)
+	s.writeError(w, http.StatusBadRequest, code, desc)
 }
 
 // tooMany answers 429 on the token endpoint.

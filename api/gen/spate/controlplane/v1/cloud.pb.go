@@ -523,6 +523,9 @@ type CreateTenantRequest struct {
 	// The owner's password for the sign-in page; empty generates one,
 	// returned in the response.
 	OwnerPassword string `protobuf:"bytes,3,opt,name=owner_password,json=ownerPassword,proto3" json:"owner_password,omitempty"`
+	// Also create an API key for the owner (90 days), returned once, for
+	// automation that sets a tenant up end to end (`spate local up`).
+	OwnerApiKey   bool `protobuf:"varint,4,opt,name=owner_api_key,json=ownerApiKey,proto3" json:"owner_api_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,11 +581,21 @@ func (x *CreateTenantRequest) GetOwnerPassword() string {
 	return ""
 }
 
+func (x *CreateTenantRequest) GetOwnerApiKey() bool {
+	if x != nil {
+		return x.OwnerApiKey
+	}
+	return false
+}
+
 type CreateTenantResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Owner         *Member                `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
-	OwnerPassword string                 `protobuf:"bytes,3,opt,name=owner_password,json=ownerPassword,proto3" json:"owner_password,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Owner  *Member                `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Set when the request left the password empty.
+	OwnerPassword string `protobuf:"bytes,3,opt,name=owner_password,json=ownerPassword,proto3" json:"owner_password,omitempty"`
+	// Set when the request asked for an owner API key.
+	OwnerApiKey   string `protobuf:"bytes,4,opt,name=owner_api_key,json=ownerApiKey,proto3" json:"owner_api_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -634,6 +647,13 @@ func (x *CreateTenantResponse) GetOwner() *Member {
 func (x *CreateTenantResponse) GetOwnerPassword() string {
 	if x != nil {
 		return x.OwnerPassword
+	}
+	return ""
+}
+
+func (x *CreateTenantResponse) GetOwnerApiKey() string {
+	if x != nil {
+		return x.OwnerApiKey
 	}
 	return ""
 }
@@ -2356,16 +2376,18 @@ const file_spate_controlplane_v1_cloud_proto_rawDesc = "" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
-	"\arevoked\x18\x06 \x01(\bR\arevoked\"q\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\"\x95\x01\n" +
 	"\x13CreateTenantRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vowner_email\x18\x02 \x01(\tR\n" +
 	"ownerEmail\x12%\n" +
-	"\x0eowner_password\x18\x03 \x01(\tR\rownerPassword\"\xa9\x01\n" +
+	"\x0eowner_password\x18\x03 \x01(\tR\rownerPassword\x12\"\n" +
+	"\rowner_api_key\x18\x04 \x01(\bR\vownerApiKey\"\xcd\x01\n" +
 	"\x14CreateTenantResponse\x125\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1d.spate.controlplane.v1.TenantR\x06tenant\x123\n" +
 	"\x05owner\x18\x02 \x01(\v2\x1d.spate.controlplane.v1.MemberR\x05owner\x12%\n" +
-	"\x0eowner_password\x18\x03 \x01(\tR\rownerPassword\"\x12\n" +
+	"\x0eowner_password\x18\x03 \x01(\tR\rownerPassword\x12\"\n" +
+	"\rowner_api_key\x18\x04 \x01(\tR\vownerApiKey\"\x12\n" +
 	"\x10GetTenantRequest\"J\n" +
 	"\x11GetTenantResponse\x125\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1d.spate.controlplane.v1.TenantR\x06tenant\"Y\n" +
