@@ -22,7 +22,8 @@ build: ## Build the spate binary into bin/spate
 	$(GO) build -o $(SPATE) ./cli/cmd/spate
 
 .PHONY: test
-test: build ## Run vet and the whole test suite (race detector on)
+test: build ## Run vet and the whole test suite (race detector on; installs Chromium for the browser tests)
+	infra/scripts/install-chromium.sh
 	$(GO) vet $(PKGS)
 	SPATE_BIN=$(SPATE) $(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
 

@@ -97,6 +97,12 @@ once (follow it with ` + "`spate cloud cluster describe NAME`" + `).`,
   spate cloud cluster create clicks --spus 3 --no-wait`,
 		Args: oneName("cluster name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("wait") && cmd.Flags().Changed("no-wait") {
+				return cmdutil.Usagef("--wait and --no-wait exclude each other")
+			}
+			if !co.Wait {
+				co.NoWait = true
+			}
 			if co.SPUs < 1 {
 				return cmdutil.Usagef("--spus must be at least 1, not %d", co.SPUs)
 			}
@@ -131,12 +137,6 @@ once (follow it with ` + "`spate cloud cluster describe NAME`" + `).`,
 	fl.DurationVar(&co.WaitTimeout, "wait-timeout", 10*time.Minute, "how long to wait for the cluster")
 	fl.DurationVar(&co.PollInterval, "poll-interval", time.Second, "how often to look at the cluster while waiting")
 	_ = fl.MarkHidden("poll-interval")
-	cmd.MarkFlagsMutuallyExclusive("wait", "no-wait")
-	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
-		if cmd.Flags().Changed("wait") && !co.Wait {
-			co.NoWait = true
-		}
-	}
 	return cmd
 }
 

@@ -52,7 +52,6 @@ to the one given with --ca-file (kept with the login).`,
 	fl.StringVar(&lo.CAFile, "ca-file", "", "PEM file of the CA the control plane's certificate chains to")
 	fl.StringVar(&lo.APIKeyFile, "api-key-file", "", "sign in with the API key in this file")
 	fl.BoolVar(&lo.APIKeyStdin, "api-key-stdin", false, "sign in with the API key read from standard input")
-	cmd.MarkFlagsMutuallyExclusive("api-key-file", "api-key-stdin")
 	return cmd
 }
 
@@ -61,6 +60,9 @@ func loginRun(ctx context.Context, o *opts, lo *LoginOptions) error {
 	cfg, err := f.Config()
 	if err != nil {
 		return err
+	}
+	if lo.APIKeyFile != "" && lo.APIKeyStdin {
+		return cmdutil.Usagef("--api-key-file and --api-key-stdin exclude each other")
 	}
 	cpURL := ""
 	if o.controlPlane != "" {

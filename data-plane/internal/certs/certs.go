@@ -31,6 +31,10 @@ type KeyPair struct {
 	logger        *slog.Logger
 	now           func() time.Time
 
+	// id is the identity of the first certificate; a reloaded one must
+	// name the same.
+	id identity.Identity
+
 	mu      sync.Mutex // guards the fields below
 	cert    *tls.Certificate
 	stamp   [2]fileStamp
@@ -52,6 +56,7 @@ func LoadKeyPair(certFile, keyFile string, logger *slog.Logger) (*KeyPair, error
 		return nil, err
 	}
 	k.cert, k.stamp, k.checked = cert, stamp, k.now()
+	k.id, _ = identity.FromCertificate(cert.Leaf) // checked by load
 	return k, nil
 }
 
@@ -68,8 +73,12 @@ func (k *KeyPair) load() (*tls.Certificate, [2]fileStamp, error) {
 	if err != nil {
 		return nil, stamp, fmt.Errorf("certs: load %s and %s: %w", k.certFile, k.keyFile, err)
 	}
-	if _, err := identity.FromCertificate(cert.Leaf); err != nil {
+	id, err := identity.FromCertificate(cert.Leaf)
+	if err != nil {
 		return nil, stamp, fmt.Errorf("certs: %s: %w", k.certFile, err)
+	}
+	if k.id != (identity.Identity{}) && id != k.id {
+		return nil, stamp, fmt.Errorf("certs: %s now names %s, not %s; restart to change identity", k.certFile, id, k.id)
 	}
 	return &cert, stamp, nil
 }
@@ -108,10 +117,10 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 	return k.cert
 }
 
-// Identity returns the identity the current certificate names.
+// Identity returns the identity the certificate names; a reloaded
+// certificate must name the same one.
 func (k *KeyPair) Identity() identity.Identity {
-	id, _ := identity.FromCertificate(k.Certificate().Leaf) // checked at load
-	return id
+	return k.id
 }
 
 // GetCertificate is for tls.Config.GetCertificate.

@@ -65,6 +65,13 @@ func TestKeyPairReloadsAReissuedCertificate(t *testing.T) {
 		t.Fatalf("served %s after re-issue, want %s", got, want)
 	}
 
+	// So does a certificate for another identity.
+	kp.CheckInterval = 0
+	sputest.WriteKeyPair(t, files, cluster.Issue(t, sputest.Leaf{ID: sputest.SPUIdentity(cluster, 2), Server: true}))
+	if got := served(); got != want {
+		t.Fatalf("served %s after a certificate for SPU 2, want %s", got, want)
+	}
+
 	// A half-written file keeps the certificate loaded.
 	if err := os.WriteFile(files.CertFile, next.ChainPEM[:100], 0o600); err != nil {
 		t.Fatal(err)
