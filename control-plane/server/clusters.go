@@ -21,10 +21,6 @@ import (
 // LocalCluster is the id of the one cluster of an insecure control plane.
 const LocalCluster = "local"
 
-// ProvisionTimeout bounds how long a new cluster's SPUs get to register
-// before the cluster is marked failed.
-const ProvisionTimeout = 2 * time.Minute
-
 // clusterMeta is what a control-plane replica keeps of one cluster: its
 // metadata store and a cache of it, followed while the replica runs.
 type clusterMeta struct {
@@ -348,7 +344,7 @@ func (s *Server) advance(ctx context.Context, c tenancy.Cluster, advertise strin
 		return true
 	}
 	m := s.meta(c.ID)
-	wctx, cancel := context.WithTimeout(ctx, ProvisionTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ProvisionTimeout)
 	defer cancel()
 	var endpoints []string
 	for {
@@ -369,7 +365,7 @@ func (s *Server) advance(ctx context.Context, c tenancy.Cluster, advertise strin
 			if ctx.Err() != nil {
 				return false
 			}
-			reason := fmt.Sprintf("%d of %d SPUs registered within %v", online, c.SPUs, ProvisionTimeout)
+			reason := fmt.Sprintf("%d of %d SPUs registered within %v", online, c.SPUs, s.cfg.ProvisionTimeout)
 			for _, st := range s.cfg.Provisioner.State(c.ID) {
 				if st.LastError != "" {
 					reason += fmt.Sprintf("; SPU %d: %s", st.ID, st.LastError)

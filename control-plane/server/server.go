@@ -123,6 +123,9 @@ type Config struct {
 	ClientCertValidity time.Duration
 	// AccessTokenTTL is the life of access tokens. Default 15 min.
 	AccessTokenTTL time.Duration
+	// ProvisionTimeout bounds how long a new cluster's SPUs get to
+	// register before the cluster is marked failed. Default 2 min.
+	ProvisionTimeout time.Duration
 	// KeyRotation is how often the token signing key is replaced; old
 	// keys keep verifying until the tokens they signed expire. Default
 	// 24 h.
@@ -205,6 +208,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeyRotation == 0 {
 		c.KeyRotation = 24 * time.Hour
+	}
+	if c.ProvisionTimeout == 0 {
+		c.ProvisionTimeout = 2 * time.Minute
 	}
 	return c
 }
