@@ -112,11 +112,11 @@ func TestLocalUpStatusDown(t *testing.T) {
 	})
 
 	out, errOut, code := run(t, env, "local", "up", "--spus", "2", "--data-dir", dir, "--port", port)
-	if code != 0 || !strings.Contains(out, "2 SPU(s) online") || !strings.Contains(errOut, "2/2 SPUs online") {
+	if code != 0 || !strings.Contains(out, "2 SPU(s) ready") || !strings.Contains(errOut, `cluster "local": ready`) {
 		t.Fatalf("up: exit %d\n%s\n%s\nlog:\n%s", code, out, errOut, readFile(filepath.Join(dir, "control-plane.log")))
 	}
 	cfg := readFile(config)
-	if !strings.Contains(cfg, `current_profile = "local"`) || !strings.Contains(cfg, "http://127.0.0.1:"+port) {
+	if !strings.Contains(cfg, `current_profile = "local"`) || !strings.Contains(cfg, "https://127.0.0.1:"+port) || !strings.Contains(cfg, "BEGIN CERTIFICATE") {
 		t.Fatalf("config:\n%s", cfg)
 	}
 	if st, err := os.Stat(config); err != nil || st.Mode().Perm() != 0o600 {
@@ -132,7 +132,19 @@ func TestLocalUpStatusDown(t *testing.T) {
 	if code != 0 || strings.Count(out, "online") != 2 {
 		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
 	}
-	// The profile reaches the cluster.
+	// The development tenant's secrets are private.
+	for _, f := range []string{"operator.key", "dev-password", "dev-api-key"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", f, st, err)
+		}
+	}
+	clusterDirs, _ := filepath.Glob(filepath.Join(dir, "clusters", "c-*"))
+	if len(clusterDirs) != 1 {
+		t.Fatalf("cluster folders: %v", clusterDirs)
+	}
+	clusterDir := clusterDirs[0]
+
+	// The profile reaches the cluster, over mTLS.
 	if out, errOut, code = run(t, env, "topic", "create", "t1", "--partitions", "2"); code != 0 {
 		t.Fatalf("topic create: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -142,7 +154,7 @@ func TestLocalUpStatusDown(t *testing.T) {
 	if out, errOut, code = runIn(t, env, "a:1\nb:2\nc:3\nd:4\n", "produce", "t1", "--key-separator", ":"); code != 0 {
 		t.Fatalf("produce: exit %d\n%s\n%s", code, out, errOut)
 	}
-	spu0 := processesUnder(filepath.Join(dir, "clusters", "local", "spu-0"))
+	spu0 := processesUnder(filepath.Join(clusterDir, "spu-0"))
 	if len(spu0) != 1 {
 		t.Fatalf("SPU 0 processes: %v", spu0)
 	}
@@ -160,12 +172,12 @@ func TestLocalUpStatusDown(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if left := processesUnder(filepath.Join(dir, "clusters", "local", "spu-0")); len(left) != 1 || left[0] == spu0[0] {
+	if left := processesUnder(filepath.Join(clusterDir, "spu-0")); len(left) != 1 || left[0] == spu0[0] {
 		t.Fatalf("SPU 0 not restarted: %v (was %v)", left, spu0)
 	}
 
 	// A control plane killed with SIGKILL takes its SPUs along.
-	ports := readFile(filepath.Join(dir, "clusters", "local", "ports.json"))
+	ports := readFile(filepath.Join(clusterDir, "ports.json"))
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(dir, "control-plane.pid"))))
 	if pid <= 0 || len(processesUnder(dir)) != 3 {
 		t.Fatalf("pid %d, processes %v", pid, processesUnder(dir))
@@ -182,7 +194,7 @@ func TestLocalUpStatusDown(t *testing.T) {
 	if out, errOut, code = run(t, env, "local", "up", "--spus", "2", "--data-dir", dir, "--port", port); code != 0 {
 		t.Fatalf("up after kill: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if got := readFile(filepath.Join(dir, "clusters", "local", "ports.json")); got != ports {
+	if got := readFile(filepath.Join(clusterDir, "ports.json")); got != ports {
 		t.Fatalf("ports changed:\n%s\nwas\n%s", got, ports)
 	}
 	if out, errOut, code = run(t, env, "topic", "describe", "t1"); code != 0 {

@@ -25,20 +25,18 @@ const DefaultCheckInterval = 10 * time.Second
 // in a tls.Config of a server and of a client.
 type KeyPair struct {
 	certFile, keyFile string
-	// CheckInterval bounds how often the files' modification times are
-	// looked at; set before first use.
-	CheckInterval time.Duration
-	logger        *slog.Logger
-	now           func() time.Time
+	logger            *slog.Logger
 
 	// id is the identity of the first certificate; a reloaded one must
 	// name the same.
 	id identity.Identity
 
-	mu      sync.Mutex // guards the fields below
-	cert    *tls.Certificate
-	stamp   [2]fileStamp
-	checked time.Time
+	mu sync.Mutex // guards the fields below
+	// interval bounds how often the files are looked at.
+	interval time.Duration
+	cert     *tls.Certificate
+	stamp    [2]fileStamp
+	checked  time.Time
 }
 
 // fileStamp is what tells a changed file from an unchanged one.
@@ -50,12 +48,12 @@ type fileStamp struct {
 // LoadKeyPair reads a PEM certificate chain (leaf first) and its PEM key.
 // The leaf must name a spate:// identity.
 func LoadKeyPair(certFile, keyFile string, logger *slog.Logger) (*KeyPair, error) {
-	k := &KeyPair{certFile: certFile, keyFile: keyFile, CheckInterval: DefaultCheckInterval, logger: logger, now: time.Now}
+	k := &KeyPair{certFile: certFile, keyFile: keyFile, interval: DefaultCheckInterval, logger: logger}
 	cert, stamp, err := k.load()
 	if err != nil {
 		return nil, err
 	}
-	k.cert, k.stamp, k.checked = cert, stamp, k.now()
+	k.cert, k.stamp, k.checked = cert, stamp, time.Now()
 	k.id, _ = identity.FromCertificate(cert.Leaf) // checked by load
 	return k, nil
 }
@@ -83,14 +81,22 @@ func (k *KeyPair) load() (*tls.Certificate, [2]fileStamp, error) {
 	return &cert, stamp, nil
 }
 
+// SetCheckInterval changes how often, at most, the files are looked at
+// (DefaultCheckInterval).
+func (k *KeyPair) SetCheckInterval(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.interval = d
+}
+
 // Certificate returns the current certificate, reloading it first when the
-// files changed and the last look is at least CheckInterval old. A reload
+// files changed and the last look is at least the check interval old. A reload
 // that fails is logged and the previous certificate kept.
 func (k *KeyPair) Certificate() *tls.Certificate {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	now := k.now()
-	if now.Sub(k.checked) < k.CheckInterval {
+	now := time.Now()
+	if now.Sub(k.checked) < k.interval {
 		return k.cert
 	}
 	k.checked = now
