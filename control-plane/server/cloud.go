@@ -582,6 +582,11 @@ func (cs *clusterService) IssueClientCertificate(ctx context.Context, req *conne
 	if err != nil {
 		return nil, err
 	}
+	if c.Via == "certificate" {
+		// A stolen certificate must not renew itself for ever: renewing
+		// takes a login, which logout and revocation end.
+		return nil, s.denied(c, req.Spec().Procedure, connect.NewError(connect.CodePermissionDenied, errors.New("client certificates are issued to a login (token or API key), not to another certificate: run `spate cloud login`")))
+	}
 	cl, err := cs.byName(ctx, c, req.Msg.Cluster)
 	if err != nil {
 		return nil, err
