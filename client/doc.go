@@ -60,9 +60,21 @@
 // IsNotFound, IsAlreadyExists, IsInvalidArgument, IsUnavailable and
 // IsRetriable test the common cases.
 //
-// # Transport
+// # Transport and security
 //
 // The client speaks Connect over HTTP/2: h2c (HTTP/2 without TLS) for
 // http:// URLs, which is the insecure development mode of the SPU, and
-// TLS for https:// URLs.
+// HTTP/2 over TLS for https:// URLs, with the same large flow-control
+// windows. A cloud cluster requires TLS with a client certificate: the SPUs
+// trust only the cluster's CA (WithSPUTLS), the control plane its root CA
+// (WithControlPlaneTLS), and control-plane calls may carry an access token
+// (WithToken). FromProfile sets all of this from a profile written by
+// `spate cloud cluster use` or cloud.UseCluster:
+//
+//	cfg, err := profile.Load(path)
+//	_, p, err := cfg.Current()
+//	c, err := client.FromProfile(p)
+//
+// Package cloud signs in, gets and renews client certificates (see
+// cloud.CertRenewer for long-running programs).
 package client

@@ -350,3 +350,45 @@ func TestCertRenewer(t *testing.T) {
 		t.Fatal("ClientOptions")
 	}
 }
+
+// memStore is a TokenStore shared by sessions, standing for the CLI's
+// config file shared by processes.
+type memStore struct {
+	mu     sync.Mutex // the store's lock, held between Lock and unlock
+	tokens cloud.Tokens
+}
+
+func (m *memStore) Lock(ctx context.Context) (cloud.Tokens, func(), error) {
+	m.mu.Lock()
+	return m.tokens, m.mu.Unlock, nil
+}
+
+func (m *memStore) Save(t cloud.Tokens) error { m.tokens = t; return nil }
+
+// TestSessionsSharingAStoreNeverReuseARefreshToken: two processes with the
+// same stale login refresh one after the other; the second takes the
+// first's tokens instead of spending the used refresh token (which would
+// revoke the login).
+func TestSessionsSharingAStoreNeverReuseARefreshToken(t *testing.T) {
+	s := cloudtest.Start(t, cloudtest.Config{})
+	hc := httpClient(t, s)
+	tokens, err := cloud.APIKeyLogin(context.Background(), s.URL, hc, s.AddAPIKey("spk_store_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens.Expires = time.Now() // stale: both must refresh
+	store := &memStore{tokens: tokens}
+	a := cloud.NewSession(s.URL, hc, tokens, cloud.WithStore(store))
+	b := cloud.NewSession(s.URL, hc, tokens, cloud.WithStore(store))
+	ta, err := a.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := b.Token(context.Background())
+	if err != nil {
+		t.Fatalf("second process: %v", err)
+	}
+	if ta != tb || s.Refreshes() != 1 || store.tokens.AccessToken != ta {
+		t.Fatalf("a=%q b=%q refreshes=%d stored=%q", ta, tb, s.Refreshes(), store.tokens.AccessToken)
+	}
+}

@@ -27,7 +27,10 @@
 // A Session is a login on one control plane. It is a TokenSource for the
 // SDK (client.WithToken) that refreshes the access token a minute before it
 // expires, once for all concurrent callers, and reports the rotated tokens
-// to OnRefresh so that they can be saved. Its Tenants, Clusters and Auth
+// to OnRefresh so that they can be saved. Processes that share a login
+// (the CLI's config file) give it a TokenStore, so that they refresh under
+// one lock and never spend the same refresh token twice, which would make
+// the control plane revoke the login. Its Tenants, Clusters and Auth
 // methods return the Connect clients of the control plane's APIs.
 //
 // # Certificates

@@ -113,8 +113,22 @@ var pollUnit = time.Second
 // slow_down) until the sign-in is approved. It fails with an error matching
 // ErrAccessDenied when the person denies it, ErrExpiredToken when the code
 // expires, and ctx's error when ctx ends. hc must trust the control plane's
-// certificate (see NewHTTPClient).
+// certificate (see NewHTTPClient). It is StartDeviceLogin, show, then
+// PollDevice.
 func DeviceLogin(ctx context.Context, cpURL string, hc *http.Client, show func(DeviceAuthorization)) (Tokens, error) {
+	da, err := StartDeviceLogin(ctx, cpURL, hc)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if show != nil {
+		show(da)
+	}
+	return PollDevice(ctx, cpURL, hc, da)
+}
+
+// StartDeviceLogin asks the control plane at cpURL for a device code: the
+// first half of DeviceLogin.
+func StartDeviceLogin(ctx context.Context, cpURL string, hc *http.Client) (DeviceAuthorization, error) {
 	var resp struct {
 		DeviceCode              string `json:"device_code"`
 		UserCode                string `json:"user_code"`
@@ -125,10 +139,10 @@ func DeviceLogin(ctx context.Context, cpURL string, hc *http.Client, show func(D
 	}
 	start := time.Now()
 	if err := post(ctx, hc, cpURL, "/oauth/device/code", url.Values{"client_id": {ClientID}}, &resp); err != nil {
-		return Tokens{}, fmt.Errorf("cloud: start device sign-in at %s: %w", cpURL, err)
+		return DeviceAuthorization{}, fmt.Errorf("cloud: start device sign-in at %s: %w", cpURL, err)
 	}
 	if resp.DeviceCode == "" || resp.UserCode == "" {
-		return Tokens{}, fmt.Errorf("cloud: start device sign-in at %s: answer without device_code or user_code", cpURL)
+		return DeviceAuthorization{}, fmt.Errorf("cloud: start device sign-in at %s: answer without device_code or user_code", cpURL)
 	}
 	da := DeviceAuthorization{
 		UserCode:                resp.UserCode,
@@ -143,14 +157,12 @@ func DeviceLogin(ctx context.Context, cpURL string, hc *http.Client, show func(D
 	if resp.ExpiresIn > 0 {
 		da.Expires = start.Add(time.Duration(resp.ExpiresIn) * pollUnit)
 	}
-	if show != nil {
-		show(da)
-	}
-	return PollDevice(ctx, cpURL, hc, da)
+	return da, nil
 }
 
 // PollDevice is the second half of DeviceLogin: it polls the token endpoint
-// for da until the sign-in is approved, denied or expired, or ctx ends.
+// for da (from StartDeviceLogin) until the sign-in is approved, denied or
+// expired, or ctx ends.
 func PollDevice(ctx context.Context, cpURL string, hc *http.Client, da DeviceAuthorization) (Tokens, error) {
 	interval := da.Interval
 	if interval <= 0 {

@@ -34,6 +34,7 @@ type Session struct {
 
 	// onRefresh is called, without locks held, after each refresh.
 	onRefresh func(Tokens)
+	store     TokenStore // nil: tokens live in this process only
 
 	tenants  controlplanev1connect.TenantServiceClient
 	clusters controlplanev1connect.ClusterServiceClient
@@ -55,6 +56,26 @@ type SessionOption func(*Session)
 // no longer works). It runs in the goroutine that asked for a token.
 func OnRefresh(fn func(Tokens)) SessionOption {
 	return func(s *Session) { s.onRefresh = fn }
+}
+
+// TokenStore keeps a login's tokens where several processes share them,
+// such as the CLI's config file. A Session with a store refreshes under the
+// store's lock, starting from the stored tokens: when another process has
+// refreshed in the meantime, it takes that process's tokens instead of
+// spending a refresh token that was already used (which would make the
+// control plane revoke the login).
+type TokenStore interface {
+	// Lock waits for the store's lock, or until ctx ends, and returns the
+	// stored tokens (zero if none) and the function that releases the lock.
+	Lock(ctx context.Context) (stored Tokens, unlock func(), err error)
+	// Save stores new tokens; it is called with the lock held. A failure
+	// does not fail the refresh: the session goes on with the new tokens.
+	Save(Tokens) error
+}
+
+// WithStore makes the Session refresh through a TokenStore.
+func WithStore(st TokenStore) SessionOption {
+	return func(s *Session) { s.store = st }
 }
 
 // NewSession returns a Session on the control plane at cpURL, reached with
@@ -105,56 +126,79 @@ func (s *Session) Auth() controlplanev1connect.AuthServiceClient { return s.auth
 // current token has not expired yet, it returns the current token. A dead
 // login yields a Connect Unauthenticated error wrapping ErrLoginRequired.
 func (s *Session) Token(ctx context.Context) (string, error) {
-	for {
+	s.mu.Lock()
+	t := s.tokens
+	if t.AccessToken != "" && (t.Expires.IsZero() || time.Now().Before(t.Expires.Add(-RefreshBefore))) {
+		s.mu.Unlock()
+		return t.AccessToken, nil
+	}
+	if ch := s.refreshing; ch != nil {
+		// Another caller refreshes: wait for its outcome.
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 		s.mu.Lock()
-		now := time.Now()
-		t := s.tokens
-		if t.AccessToken != "" && (t.Expires.IsZero() || now.Before(t.Expires.Add(-RefreshBefore))) {
-			s.mu.Unlock()
+		err, t := s.refreshErr, s.tokens
+		s.mu.Unlock()
+		if err == nil {
+			// The newest there is, even if the control plane's tokens
+			// live shorter than RefreshBefore.
 			return t.AccessToken, nil
 		}
-		if ch := s.refreshing; ch != nil {
-			s.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-			s.mu.Lock()
-			err, t := s.refreshErr, s.tokens
-			s.mu.Unlock()
-			if err == nil && t.AccessToken != "" {
-				// The newest there is, even if the control plane's tokens
-				// live shorter than RefreshBefore.
-				return t.AccessToken, nil
-			}
-			return fallback(t, err)
-		}
-		ch := make(chan struct{})
-		s.refreshing = ch
-		s.mu.Unlock()
-
-		// The refresh runs on even if this caller gives up: others may wait
-		// for it, and a rotated refresh token must not be lost.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		nt, err := Refresh(rctx, s.url, s.hc, t.RefreshToken)
-		cancel()
-		s.mu.Lock()
-		if err == nil {
-			s.tokens = nt
-		}
-		s.refreshErr = err
-		s.refreshing = nil
-		s.mu.Unlock()
-		if err == nil && s.onRefresh != nil {
-			s.onRefresh(nt)
-		}
-		close(ch)
-		if err != nil {
-			return fallback(t, err)
-		}
-		return nt.AccessToken, nil
+		return fallback(t, err)
 	}
+	ch := make(chan struct{})
+	s.refreshing = ch
+	s.mu.Unlock()
+
+	nt, err := s.refresh(ctx, t)
+	s.mu.Lock()
+	if err == nil {
+		s.tokens = nt
+	}
+	s.refreshErr = err
+	s.refreshing = nil
+	s.mu.Unlock()
+	if err == nil && s.onRefresh != nil {
+		s.onRefresh(nt)
+	}
+	close(ch)
+	if err != nil {
+		return fallback(t, err)
+	}
+	return nt.AccessToken, nil
+}
+
+// refresh gets new tokens for t, through the store if there is one.
+func (s *Session) refresh(ctx context.Context, t Tokens) (Tokens, error) {
+	// The refresh runs on even if this caller gives up: others may wait
+	// for it, and a rotated refresh token must not be lost.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if s.store == nil {
+		return Refresh(ctx, s.url, s.hc, t.RefreshToken)
+	}
+	stored, unlock, err := s.store.Lock(ctx)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("cloud: lock stored tokens: %w", err)
+	}
+	defer unlock()
+	if stored.RefreshToken != "" && stored.RefreshToken != t.RefreshToken {
+		// Another process refreshed: its tokens are the newest.
+		if stored.AccessToken != "" && time.Now().Before(stored.Expires.Add(-RefreshBefore)) {
+			return stored, nil
+		}
+		t = stored
+	}
+	nt, err := Refresh(ctx, s.url, s.hc, t.RefreshToken)
+	if err != nil {
+		return Tokens{}, err
+	}
+	_ = s.store.Save(nt)
+	return nt, nil
 }
 
 // fallback returns t's access token while it is valid, and otherwise err

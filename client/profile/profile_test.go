@@ -1,11 +1,14 @@
 package profile_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,5 +221,36 @@ func TestPEMEscapesWhatALiteralCannotHold(t *testing.T) {
 	}
 	if got := c2.Profiles["x"].ClusterCA; got != odd {
 		t.Fatalf("got %q, want %q", got, odd)
+	}
+}
+
+func TestUpdateIsAtomicAcrossWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			_, err := profile.Update(ctx, path, func(c *profile.Config) error {
+				return c.Set(fmt.Sprintf("p%d", i), profile.Profile{ControlPlane: "http://x"})
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	c, err := profile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Profiles); n != 20 {
+		t.Fatalf("%d profiles, want 20: an update was lost", n)
+	}
+	// A failed change saves nothing.
+	if _, err := profile.Update(ctx, path, func(c *profile.Config) error { c.Profiles = nil; return errors.New("no") }); err == nil {
+		t.Fatal("error lost")
+	}
+	if c, _ := profile.Load(path); len(c.Profiles) != 20 {
+		t.Fatal("a failed change was saved")
 	}
 }

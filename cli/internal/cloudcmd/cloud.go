@@ -13,10 +13,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/client/cloud"
-	"github.com/spatehq/spate/client/profile"
 )
 
 // EnvControlPlane names the environment variable that chooses the control
@@ -131,11 +131,7 @@ func explain(err error, notFound string) error {
 // prompts.
 func isTerminal(v any) bool {
 	f, ok := v.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // spinner draws a progress line on a terminal; elsewhere it prints each
@@ -177,12 +173,4 @@ func when(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04")
-}
-
-// saveConfig saves the config file.
-func saveConfig(cfg *profile.Config) error {
-	if err := cfg.Save(); err != nil {
-		return &cmdutil.ConfigError{Err: err}
-	}
-	return nil
 }

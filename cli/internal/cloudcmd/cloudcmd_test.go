@@ -126,6 +126,24 @@ func TestLoginWithTheDeviceFlow(t *testing.T) {
 			t.Errorf("whoami lacks %q:\n%s", want, out)
 		}
 	}
+
+	// An access token near its expiry is refreshed, and the rotated
+	// refresh token saved for the next command.
+	cfg := e.loadConfig()
+	l.AccessTokenExpires = time.Now().Add(30 * time.Second)
+	cfg.SetLogin(e.cp.URL, l)
+	if err := cfg.Save(); err != nil {
+		t.Fatal(err)
+	}
+	e.must("", "cloud", "whoami")
+	e.must("", "cloud", "cluster", "list")
+	if n := e.cp.Refreshes(); n != 1 {
+		t.Fatalf("%d refreshes, want 1", n)
+	}
+	l2, _ := e.loadConfig().Login(e.cp.URL)
+	if l2.RefreshToken == l.RefreshToken || l2.AccessToken == l.AccessToken || time.Until(l2.AccessTokenExpires) < 10*time.Minute {
+		t.Fatalf("refreshed login not saved: %+v", l2)
+	}
 }
 
 func TestLoginErrors(t *testing.T) {
@@ -206,7 +224,8 @@ func TestClusterUseRenewAndLogout(t *testing.T) {
 	// A data command renews the certificate first and saves it. (The fake
 	// has no TopicService, so the command itself then fails.)
 	issued := e.cp.Issued()
-	e.run("", "topic", "list")
+	tout, terr, tcode := e.run("", "topic", "list")
+	t.Logf("topic list: %d %s %s", tcode, tout, terr)
 	if e.cp.Issued() != issued+1 {
 		t.Fatal("topic list did not renew the certificate")
 	}
@@ -224,6 +243,8 @@ func TestClusterUseRenewAndLogout(t *testing.T) {
 	if err := cfg.Save(); err != nil {
 		t.Fatal(err)
 	}
+	_, terr, _ = e.run("", "topic", "list")
+	t.Log(terr)
 	e.fail(cmdutil.ExitAuth, "spate cloud login", "topic", "list")
 
 	// A profile of another cluster name is not overwritten by accident.
@@ -239,7 +260,8 @@ func TestClusterUseRenewAndLogout(t *testing.T) {
 	if !strings.Contains(out, "Logged out of "+e.cp.URL) || !strings.Contains(out, "clicks-cloud, orders") {
 		t.Fatalf("logout:\n%s", out)
 	}
-	if len(e.cp.Revoked()) != 1 {
+	// Logging in again revoked the replaced login; logging out the last.
+	if len(e.cp.Revoked()) != 2 {
 		t.Fatalf("revoked %v", e.cp.Revoked())
 	}
 	cfg = e.loadConfig()
@@ -249,6 +271,8 @@ func TestClusterUseRenewAndLogout(t *testing.T) {
 	if p, _ := cfg.Get("orders"); p.ClientKey != "" || p.Cluster != "orders" {
 		t.Fatalf("profile after logout: %+v", p)
 	}
+	_, terr, _ = e.run("", "topic", "list")
+	t.Log(terr)
 	e.fail(cmdutil.ExitAuth, "spate cloud login", "topic", "list")
 }
 

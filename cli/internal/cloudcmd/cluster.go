@@ -343,14 +343,14 @@ left.`,
 			if err != nil {
 				return explain(err, clusterNotFound(cluster))
 			}
-			if err := cfg.Set(name, p); err != nil {
-				return &cmdutil.UsageError{Err: err}
-			}
-			if err := cfg.Switch(name); err != nil {
+			err = o.f.UpdateConfig(cmd.Context(), func(c *profile.Config) error {
+				if err := c.Set(name, p); err != nil {
+					return err
+				}
+				return c.Switch(name)
+			})
+			if err != nil {
 				return &cmdutil.ConfigError{Err: err}
-			}
-			if err := saveConfig(cfg); err != nil {
-				return err
 			}
 			fmt.Fprintf(o.f.IO.Out, "switched to profile %q: cluster %q on %s\n", name, cluster, s.URL())
 			fmt.Fprintf(o.f.IO.ErrOut, "Client certificate valid until %s; it is renewed as you use it.\n", when(p.ClientCertExpires))

@@ -120,7 +120,9 @@ func loginRun(ctx context.Context, o *opts, lo *LoginOptions) error {
 		sp := newSpinner(f.IO.ErrOut)
 		stop := make(chan struct{})
 		done := make(chan struct{})
+		started := false // show runs in this goroutine, before DeviceLogin returns
 		tokens, err = cloud.DeviceLogin(ctx, cpURL, hc, func(da cloud.DeviceAuthorization) {
+			started = true
 			fmt.Fprintf(f.IO.ErrOut, "! Your one-time code: %s\n", da.UserCode)
 			fmt.Fprintf(f.IO.ErrOut, "Open %s in a browser, sign in and enter the code", da.VerificationURI)
 			if da.VerificationURIComplete != "" {
@@ -146,10 +148,9 @@ func loginRun(ctx context.Context, o *opts, lo *LoginOptions) error {
 			}()
 		})
 		close(stop)
-		select {
-		case <-done:
+		if started {
+			<-done
 			sp.done()
-		default: // show was never called
 		}
 	}
 	if err != nil {
@@ -163,9 +164,12 @@ func loginRun(ctx context.Context, o *opts, lo *LoginOptions) error {
 		return fmt.Errorf("signed in, but WhoAmI failed: %w", err)
 	}
 	login.Tenant, login.Principal = who.Msg.GetTenant().GetId(), who.Msg.GetName()
-	cfg.SetLogin(cpURL, login)
-	if err := saveConfig(cfg); err != nil {
-		return err
+	if err := f.UpdateConfig(ctx, func(c *profile.Config) error { c.SetLogin(cpURL, login); return nil }); err != nil {
+		return &cmdutil.ConfigError{Err: err}
+	}
+	if hadLogin && old.RefreshToken != "" && old.RefreshToken != login.RefreshToken {
+		// End the login this one replaces; it expires by itself otherwise.
+		_ = cloud.Revoke(ctx, cpURL, hc, old.RefreshToken)
 	}
 	fmt.Fprintf(f.IO.Out, "Logged in to %s as %s (%s of tenant %s).\n", cpURL, who.Msg.GetName(), roleName(who.Msg.GetRole()), tenantName(who.Msg.GetTenant()))
 	fmt.Fprintln(f.IO.ErrOut, "Next: `spate cloud cluster list`, then `spate cloud cluster use NAME`.")
@@ -187,7 +191,7 @@ func loginError(cpURL string, err error) error {
 		return &cmdutil.AuthError{Err: fmt.Errorf("%v", err)}
 	}
 	if strings.Contains(err.Error(), "certificate") {
-		return fmt.Errorf("sign in to %s: %w\nIf the control plane uses its own CA, pass it with --ca-file.", cpURL, err)
+		return fmt.Errorf("sign in to %s: %w (if the control plane uses its own CA, pass it with --ca-file)", cpURL, err)
 	}
 	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("sign in to %s: %w", cpURL, err))
 }
@@ -221,9 +225,9 @@ control plane (the profiles stay: log in again and run
 					fmt.Fprintf(f.IO.ErrOut, "Warning: could not revoke the login at the control plane (%v); it expires by itself.\n", err)
 				}
 			}
-			changed := cfg.DeleteLogin(cpURL)
-			if err := saveConfig(cfg); err != nil {
-				return err
+			var changed []string
+			if err := f.UpdateConfig(cmd.Context(), func(c *profile.Config) error { changed = c.DeleteLogin(cpURL); return nil }); err != nil {
+				return &cmdutil.ConfigError{Err: err}
 			}
 			fmt.Fprintf(f.IO.Out, "Logged out of %s.\n", cpURL)
 			if len(changed) > 0 {

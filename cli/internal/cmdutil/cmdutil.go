@@ -207,10 +207,7 @@ func (f *Factory) renew(ctx context.Context, name string, p profile.Profile) (pr
 		}
 		return p, err
 	}
-	if err := cfg.Set(name, p); err != nil {
-		return p, &ConfigError{Err: err}
-	}
-	if err := cfg.Save(); err != nil {
+	if err := f.UpdateConfig(ctx, func(c *profile.Config) error { return c.Set(name, p) }); err != nil {
 		return p, &ConfigError{Err: err}
 	}
 	return p, nil
@@ -238,18 +235,7 @@ func (f *Factory) Session(cpURL string) (*cloud.Session, error) {
 		}
 	}
 	tokens := cloud.Tokens{AccessToken: login.AccessToken, RefreshToken: login.RefreshToken, Expires: login.AccessTokenExpires}
-	s := cloud.NewSession(cpURL, hc, tokens, cloud.OnRefresh(func(t cloud.Tokens) {
-		// Save the rotated refresh token at once: the old one is dead.
-		l, err := cfg.Login(cpURL)
-		if err != nil {
-			return
-		}
-		l.AccessToken, l.RefreshToken, l.AccessTokenExpires = t.AccessToken, t.RefreshToken, t.Expires
-		cfg.SetLogin(cpURL, l)
-		if err := cfg.Save(); err != nil {
-			fmt.Fprintf(f.IO.ErrOut, "Warning: could not save the refreshed login: %v; run `spate cloud login` next time.\n", err)
-		}
-	}))
+	s := cloud.NewSession(cpURL, hc, tokens, cloud.WithStore(&configStore{f: f, path: cfg.Path(), cpURL: cpURL}))
 	if f.sessions == nil {
 		f.sessions = map[string]*cloud.Session{}
 	}
@@ -276,6 +262,68 @@ func (f *Factory) Hint() string {
 		return "Is the control plane running? Start a local cluster with `spate local up`, or choose another profile with --profile or `spate profile switch`."
 	}
 	return fmt.Sprintf("Is the control plane running at %s? Start a local cluster with `spate local up` (or `spate control-plane serve`), or choose another profile with --profile or `spate profile switch`.", cp)
+}
+
+// UpdateConfig changes the config file under its lock: it reloads the
+// file, applies change and saves it, so that concurrent spate processes do
+// not undo each other's changes (a rotated refresh token above all).
+func (f *Factory) UpdateConfig(ctx context.Context, change func(*profile.Config) error) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	updated, err := profile.Update(ctx, cfg.Path(), change)
+	if err != nil {
+		return err
+	}
+	f.config = updated
+	return nil
+}
+
+// configStore keeps the tokens of the login at one control plane in the
+// config file, for cloud.Session: refreshes happen under the file's lock,
+// so that two spate processes never spend the same refresh token.
+type configStore struct {
+	f     *Factory
+	path  string
+	cpURL string
+	cfg   *profile.Config // loaded by Lock, saved by Save
+}
+
+var _ cloud.TokenStore = (*configStore)(nil)
+
+func (s *configStore) Lock(ctx context.Context) (cloud.Tokens, func(), error) {
+	unlock, err := profile.Lock(ctx, s.path)
+	if err != nil {
+		return cloud.Tokens{}, nil, err
+	}
+	cfg, err := profile.Load(s.path)
+	if err != nil {
+		unlock()
+		return cloud.Tokens{}, nil, err
+	}
+	s.cfg = cfg
+	l := cfg.Logins[s.cpURL]
+	return cloud.Tokens{AccessToken: l.AccessToken, RefreshToken: l.RefreshToken, Expires: l.AccessTokenExpires}, unlock, nil
+}
+
+func (s *configStore) Save(t cloud.Tokens) error {
+	for _, cfg := range []*profile.Config{s.cfg, s.f.config} {
+		if cfg == nil {
+			continue
+		}
+		l, err := cfg.Login(s.cpURL)
+		if err != nil {
+			continue // logged out meanwhile
+		}
+		l.AccessToken, l.RefreshToken, l.AccessTokenExpires = t.AccessToken, t.RefreshToken, t.Expires
+		cfg.SetLogin(s.cpURL, l)
+	}
+	if err := s.cfg.Save(); err != nil {
+		fmt.Fprintf(s.f.IO.ErrOut, "Warning: could not save the refreshed login: %v; you may have to run `spate cloud login` again.\n", err)
+		return err
+	}
+	return nil
 }
 
 // ConfigError marks a problem with the config file or the selected

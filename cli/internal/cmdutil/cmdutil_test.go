@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -43,5 +44,23 @@ func TestExplainAddsHintWhenUnavailable(t *testing.T) {
 	}
 	if got := cmdutil.Explain(errors.New("boom"), "start it"); got != "Error: boom" {
 		t.Fatalf("Explain = %q", got)
+	}
+}
+
+func TestAuthErrors(t *testing.T) {
+	for _, err := range []error{
+		&cmdutil.AuthError{Err: errors.New("not logged in")},
+		connect.NewError(connect.CodeUnauthenticated, errors.New("token expired")),
+		connect.NewError(connect.CodePermissionDenied, errors.New("not allowed")),
+	} {
+		if got := cmdutil.ExitCode(err); got != cmdutil.ExitAuth {
+			t.Errorf("ExitCode(%v) = %d, want %d", err, got, cmdutil.ExitAuth)
+		}
+	}
+	if got := cmdutil.Explain(connect.NewError(connect.CodeUnauthenticated, errors.New("token expired")), ""); !strings.Contains(got, "run `spate cloud login`") {
+		t.Errorf("Explain(Unauthenticated) = %q", got)
+	}
+	if got := cmdutil.Explain(connect.NewError(connect.CodePermissionDenied, errors.New("no grant")), ""); !strings.Contains(got, "ask an owner or admin") {
+		t.Errorf("Explain(PermissionDenied) = %q", got)
 	}
 }

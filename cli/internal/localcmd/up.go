@@ -131,22 +131,20 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 	}
 	elapsed := time.Since(start)
 
-	cfg, err := opts.Factory.Config()
+	var path string
+	err = opts.Factory.UpdateConfig(ctx, func(cfg *profile.Config) error {
+		path = cfg.Path()
+		cfg.SetLogin(url, login)
+		if err := cfg.Set(ProfileName, p); err != nil {
+			return err
+		}
+		return cfg.Switch(ProfileName)
+	})
 	if err != nil {
-		return err
-	}
-	cfg.SetLogin(url, login)
-	if err := cfg.Set(ProfileName, p); err != nil {
-		return err
-	}
-	if err := cfg.Switch(ProfileName); err != nil {
-		return err
-	}
-	if err := cfg.Save(); err != nil {
 		return &cmdutil.ConfigError{Err: err}
 	}
 	fmt.Fprintf(opts.IO.Out, "Spate is up in %.1fs: control plane %s (pid %d), cluster %q (%s) with %d SPU(s) ready.\n", elapsed.Seconds(), url, pid, devCluster, clusterID, len(p.SPUs))
-	fmt.Fprintf(opts.IO.Out, "Signed in as %s of tenant %q; profile %q is now current (%s).\n", devEmail, devTenant, ProfileName, cfg.Path())
+	fmt.Fprintf(opts.IO.Out, "Signed in as %s of tenant %q; profile %q is now current (%s).\n", devEmail, devTenant, ProfileName, path)
 	fmt.Fprintf(opts.IO.Out, "Try: spate topic create greetings --partitions 3 && echo hello | spate produce greetings && spate consume greetings -B\n")
 	fmt.Fprintf(opts.IO.Out, "Stop it with `spate local down`.\n")
 	return nil

@@ -4,6 +4,7 @@
 package profilecmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -194,15 +195,21 @@ func newCmdRename(f *cmdutil.Factory) *cobra.Command {
 }
 
 // edit loads the config, applies change, saves it and prints done.
+// The file is changed under its lock (see profile.Update).
 func edit(f *cmdutil.Factory, change func(*profile.Config) error, done string) error {
 	cfg, err := f.Config()
 	if err != nil {
 		return err
 	}
-	if err := change(cfg); err != nil {
-		return configError(cfg, err)
+	var changeErr error
+	err = f.UpdateConfig(context.Background(), func(c *profile.Config) error {
+		changeErr = change(c)
+		return changeErr
+	})
+	if changeErr != nil {
+		return configError(cfg, changeErr)
 	}
-	if err := cfg.Save(); err != nil {
+	if err != nil {
 		return &cmdutil.ConfigError{Err: err}
 	}
 	fmt.Fprintln(f.IO.Out, done)

@@ -12,10 +12,13 @@ package cloudtest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -566,6 +569,53 @@ func (s *Server) IssueClientCertificate(ctx context.Context, req *connect.Reques
 			RootCaPem:           s.root.CertPEM(),
 		}, nil
 	})
+}
+
+// ServeSPU starts an HTTPS server for h that stands for an SPU of the
+// named cluster (which must exist): its certificate is issued by the
+// cluster's CA for 127.0.0.1, it speaks HTTP/2 and HTTP/1.1, and it
+// requires a client certificate of that CA. It returns the server's URL.
+func (s *Server) ServeSPU(t testing.TB, clusterName string, h http.Handler) string {
+	t.Helper()
+	s.mu.Lock()
+	c, ok := s.clusters[clusterName]
+	s.mu.Unlock()
+	if !ok {
+		t.Fatalf("cloudtest: no cluster %q", clusterName)
+	}
+	is, err := c.inter.IssueServer(identity.Identity{Tenant: TenantID, Cluster: c.pb.GetId(), Kind: identity.SPU, Principal: "spu-1"}, nil, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveTLS(t, is, c.inter.Pool(), tls.RequireAndVerifyClientCert, h)
+}
+
+// ServeControlPlane starts an HTTPS server for h that stands for the
+// control plane: its certificate is issued by the root for 127.0.0.1, and
+// it verifies client certificates that chain to the root when given. It
+// returns the server's URL.
+func (s *Server) ServeControlPlane(t testing.TB, h http.Handler) string {
+	t.Helper()
+	is, err := s.root.IssueServer(identity.Identity{Tenant: "operator", Cluster: identity.NoCluster, Kind: identity.ControlPlane, Principal: "control-plane"},
+		[]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveTLS(t, is, s.root.Pool(), tls.VerifyClientCertIfGiven, h)
+}
+
+func serveTLS(t testing.TB, is *ca.Issued, clientCAs *x509.CertPool, auth tls.ClientAuthType, h http.Handler) string {
+	t.Helper()
+	cert, err := is.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: clientCAs, ClientAuth: auth, MinVersion: tls.VersionTLS13}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func sortedKeys[V any](m map[string]V) []string {
