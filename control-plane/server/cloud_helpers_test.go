@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -61,27 +62,27 @@ import (
 // an SPU learning a new principal): generous, for a loaded machine.
 const setupTimeout = 90 * time.Second
 
-// logBuffer collects the control plane's log lines; safe for concurrent
+// syncLog collects the control plane's log lines; safe for concurrent
 // use.
-type logBuffer struct {
+type syncLog struct {
 	mu  sync.Mutex // guards buf
 	buf bytes.Buffer
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+func (b *syncLog) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+func (b *syncLog) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
 // lines returns the log lines that contain every one of substrs.
-func (b *logBuffer) lines(substrs ...string) []string {
+func (b *syncLog) lines(substrs ...string) []string {
 	var out []string
 	for l := range strings.SplitSeq(b.String(), "\n") {
 		ok := true
@@ -95,24 +96,25 @@ func (b *logBuffer) lines(substrs ...string) []string {
 	return out
 }
 
-// secureCP is a secure control plane under test with the local
+// cloudCP is a secure control plane under test with the local
 // provisioner.
-type secureCP struct {
+type cloudCP struct {
 	srv     *server.Server
 	url     string
 	hc      *http.Client // trusts the root CA; presents no certificate
 	rootPEM []byte
-	logs    *logBuffer
+	logs    *syncLog
+	dir     string // the data directory; SPU logs in clusters/<id>/spu-<n>.log
 	// store reads the control plane's etcd directly, as an attacker with
 	// a copy of it could: signing keys, cluster CAs.
 	store *tenancy.Store
 }
 
-// startSecureCP starts a secure control plane on 127.0.0.1:0 whose
+// startCloudCP starts a secure control plane on 127.0.0.1:0 whose
 // clusters run as `spate spu serve` processes; it stops at cleanup.
-func startSecureCP(t testing.TB) *secureCP {
+func startCloudCP(t testing.TB) *cloudCP {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &syncLog{}
 	var w io.Writer = logs
 	if os.Getenv("SPATE_TEST_LOG") != "" {
 		w = io.MultiWriter(logs, os.Stderr)
@@ -167,12 +169,32 @@ func startSecureCP(t testing.TB) *secureCP {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ec.Close() })
-	return &secureCP{srv: srv, url: "https://" + l.Addr().String(), hc: hc, rootPEM: srv.RootCA(), logs: logs, store: tenancy.New(ec)}
+	return &cloudCP{dir: dir, srv: srv, url: "https://" + l.Addr().String(), hc: hc, rootPEM: srv.RootCA(), logs: logs, store: tenancy.New(ec)}
+}
+
+// rootPool returns a pool of the root CA.
+func (c *cloudCP) rootPool(t testing.TB) *x509.CertPool {
+	t.Helper()
+	pool, err := client.PoolFromPEM(c.rootPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// spuLog returns the log of SPU 0 of a cluster.
+func (c *cloudCP) spuLog(t testing.TB, clusterID string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.dir, "clusters", clusterID, "spu-0.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // operatorKey returns the operator's API key that the control plane wrote
 // at its first start.
-func (c *secureCP) operatorKey(t testing.TB) string {
+func (c *cloudCP) operatorKey(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile(c.srv.OperatorKeyFile())
 	if err != nil {
@@ -183,16 +205,16 @@ func (c *secureCP) operatorKey(t testing.TB) string {
 
 // tenantEnv is a tenant and its owner's login.
 type tenantEnv struct {
-	cp      *secureCP
+	cp      *cloudCP
 	id      string
 	name    string
-	owner   *login
+	owner   *cpLogin
 	ownerID string
 }
 
 // newTenant creates a tenant with the operator's key, as `spate local up`
 // does, and logs its owner in with the API key minted with it.
-func (c *secureCP) newTenant(t testing.TB, name, ownerEmail string) *tenantEnv {
+func (c *cloudCP) newTenant(t testing.TB, name, ownerEmail string) *tenantEnv {
 	t.Helper()
 	ctx := context.Background()
 	tenants := controlplanev1connect.NewTenantServiceClient(c.hc, c.url, connect.WithInterceptors(client.BearerInterceptor(client.StaticToken(c.operatorKey(t)))))
@@ -209,10 +231,10 @@ func (c *secureCP) newTenant(t testing.TB, name, ownerEmail string) *tenantEnv {
 	}
 }
 
-// login is a principal logged in to the control plane: its calls carry an
+// cpLogin is a principal logged in to the control plane: its calls carry an
 // access token (or an API key) as a bearer token.
-type login struct {
-	cp     *secureCP
+type cpLogin struct {
+	cp     *cloudCP
 	name   string
 	apiKey string
 	sess   *cloud.Session // nil for a login with a bare token
@@ -220,23 +242,23 @@ type login struct {
 }
 
 // apiKeyLogin exchanges an API key for tokens at the token endpoint.
-func (c *secureCP) apiKeyLogin(t testing.TB, name, key string) *login {
+func (c *cloudCP) apiKeyLogin(t testing.TB, name, key string) *cpLogin {
 	t.Helper()
 	tokens, err := cloud.APIKeyLogin(context.Background(), c.url, c.hc, key)
 	if err != nil {
 		t.Fatalf("log in as %s: %v", name, err)
 	}
 	sess := cloud.NewSession(c.url, c.hc, tokens)
-	return &login{cp: c, name: name, apiKey: key, sess: sess, tokens: sess}
+	return &cpLogin{cp: c, name: name, apiKey: key, sess: sess, tokens: sess}
 }
 
-// bearer is a login whose calls carry raw as their bearer token: an
+// bearer is a cpLogin whose calls carry raw as their bearer token: an
 // access token, an API key or garbage.
-func (c *secureCP) bearer(name, raw string) *login {
-	return &login{cp: c, name: name, tokens: client.StaticToken(raw)}
+func (c *cloudCP) bearer(name, raw string) *cpLogin {
+	return &cpLogin{cp: c, name: name, tokens: client.StaticToken(raw)}
 }
 
-func (l *login) opts(cluster string) []connect.ClientOption {
+func (l *cpLogin) opts(cluster string) []connect.ClientOption {
 	ics := []connect.Interceptor{client.BearerInterceptor(l.tokens)}
 	if cluster != "" {
 		ics = append(ics, headerInterceptor{server.ClusterHeader, cluster})
@@ -244,35 +266,35 @@ func (l *login) opts(cluster string) []connect.ClientOption {
 	return []connect.ClientOption{connect.WithInterceptors(ics...)}
 }
 
-func (l *login) tenants() controlplanev1connect.TenantServiceClient {
+func (l *cpLogin) tenants() controlplanev1connect.TenantServiceClient {
 	return controlplanev1connect.NewTenantServiceClient(l.cp.hc, l.cp.url, l.opts("")...)
 }
 
-func (l *login) clusters() controlplanev1connect.ClusterServiceClient {
+func (l *cpLogin) clusters() controlplanev1connect.ClusterServiceClient {
 	return controlplanev1connect.NewClusterServiceClient(l.cp.hc, l.cp.url, l.opts("")...)
 }
 
-func (l *login) auth() controlplanev1connect.AuthServiceClient {
+func (l *cpLogin) auth() controlplanev1connect.AuthServiceClient {
 	return controlplanev1connect.NewAuthServiceClient(l.cp.hc, l.cp.url, l.opts("")...)
 }
 
 // topics returns a TopicService client acting on the cluster named in the
 // Spate-Cluster header.
-func (l *login) topics(cluster string) controlplanev1connect.TopicServiceClient {
+func (l *cpLogin) topics(cluster string) controlplanev1connect.TopicServiceClient {
 	return controlplanev1connect.NewTopicServiceClient(l.cp.hc, l.cp.url, l.opts(cluster)...)
 }
 
-func (l *login) meta(cluster string) controlplanev1connect.MetadataServiceClient {
+func (l *cpLogin) meta(cluster string) controlplanev1connect.MetadataServiceClient {
 	return controlplanev1connect.NewMetadataServiceClient(l.cp.hc, l.cp.url, l.opts(cluster)...)
 }
 
-func (l *login) registry() internalv1connect.RegistryServiceClient {
+func (l *cpLogin) registry() internalv1connect.RegistryServiceClient {
 	return internalv1connect.NewRegistryServiceClient(l.cp.hc, l.cp.url, l.opts("")...)
 }
 
-// createAPIKey creates an API key for the login's principal, or for a
+// createAPIKey creates an API key for the cpLogin's principal, or for a
 // service account of its tenant.
-func (l *login) createAPIKey(t testing.TB, serviceAccount string, ttl time.Duration) *controlplanev1.CreateAPIKeyResponse {
+func (l *cpLogin) createAPIKey(t testing.TB, serviceAccount string, ttl time.Duration) *controlplanev1.CreateAPIKeyResponse {
 	t.Helper()
 	resp, err := l.tenants().CreateAPIKey(context.Background(), connect.NewRequest(&controlplanev1.CreateAPIKeyRequest{
 		ServiceAccount: serviceAccount, Description: "test key", TtlSeconds: int64(ttl / time.Second),
@@ -306,14 +328,14 @@ func (h headerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 }
 
 // createCluster asks for a one-SPU cluster; waitReady waits for it.
-func (l *login) createCluster(t testing.TB, name string) {
+func (l *cpLogin) createCluster(t testing.TB, name string) {
 	t.Helper()
 	if _, err := l.clusters().CreateCluster(context.Background(), connect.NewRequest(&controlplanev1.CreateClusterRequest{Name: name, Spus: 1})); err != nil {
 		t.Fatalf("create cluster %s as %s: %v", name, l.name, err)
 	}
 }
 
-func (l *login) waitReady(t testing.TB, name string) *controlplanev1.Cluster {
+func (l *cpLogin) waitReady(t testing.TB, name string) *controlplanev1.Cluster {
 	t.Helper()
 	var c *controlplanev1.Cluster
 	eventually(t, setupTimeout, func() error {
@@ -335,7 +357,7 @@ func (l *login) waitReady(t testing.TB, name string) *controlplanev1.Cluster {
 
 // createTopic creates a one-partition topic on a cluster and waits until
 // its partition is online.
-func (l *login) createTopic(t testing.TB, cluster, name string) {
+func (l *cpLogin) createTopic(t testing.TB, cluster, name string) {
 	t.Helper()
 	ctx := context.Background()
 	topics := l.topics(cluster)
@@ -348,7 +370,7 @@ func (l *login) createTopic(t testing.TB, cluster, name string) {
 		if err != nil {
 			return err
 		}
-		if st := resp.Msg.Topic.State; st != controlplanev1.TopicState_TOPIC_STATE_ONLINE {
+		if st := resp.Msg.Topic.State; st != controlplanev1.TopicState_TOPIC_STATE_READY {
 			return fmt.Errorf("topic %s is %v", name, st)
 		}
 		return nil
@@ -357,7 +379,7 @@ func (l *login) createTopic(t testing.TB, cluster, name string) {
 
 // certLogin is a principal with a client certificate of one cluster.
 type certLogin struct {
-	cp      *secureCP
+	cp      *cloudCP
 	name    string
 	profile profile.Profile
 	spuTLS  *tls.Config // trusts the cluster CA only
@@ -366,7 +388,7 @@ type certLogin struct {
 
 // useCluster downloads a client certificate for a cluster, as `spate cloud
 // cluster use` does.
-func (l *login) useCluster(t testing.TB, cluster string) *certLogin {
+func (l *cpLogin) useCluster(t testing.TB, cluster string) *certLogin {
 	t.Helper()
 	sess := l.sess
 	if sess == nil {
@@ -395,7 +417,7 @@ func mustToken(t testing.TB, ts client.TokenSource) string {
 // withCert returns a certLogin presenting chainPEM and keyPEM, trusting
 // the root CA everywhere: a certificate the control plane did not issue
 // through IssueClientCertificate.
-func (c *secureCP) withCert(t testing.TB, name string, chainPEM, keyPEM []byte) *certLogin {
+func (c *cloudCP) withCert(t testing.TB, name string, chainPEM, keyPEM []byte) *certLogin {
 	t.Helper()
 	cert, err := tls.X509KeyPair(chainPEM, keyPEM)
 	if err != nil {
@@ -413,17 +435,36 @@ func (c *secureCP) withCert(t testing.TB, name string, chainPEM, keyPEM []byte) 
 	}
 }
 
-// httpsClient speaks HTTP/2 (or HTTP/1.1) over TLS with tc, on a
+// alwaysPresent returns tc changed to present its certificate whatever
+// CAs the server asks for (crypto/tls offers a certificate only if it
+// chains to one of them).
+func alwaysPresent(tc *tls.Config) *tls.Config {
+	tc = tc.Clone()
+	cert := tc.Certificates[0]
+	tc.Certificates = nil
+	tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	return tc
+}
+
+// alwaysPresent returns the login presenting its certificate to every
+// server, whatever CAs the server asks for.
+func (cl *certLogin) alwaysPresent() *certLogin {
+	c := *cl
+	c.spuTLS, c.cpTLS = alwaysPresent(cl.spuTLS), alwaysPresent(cl.cpTLS)
+	return &c
+}
+
+// tlsHTTPClient speaks HTTP/2 (or HTTP/1.1) over TLS with tc, on a
 // transport of its own so that no connection is shared between
 // identities.
-func httpsClient(tc *tls.Config) *http.Client {
+func tlsHTTPClient(tc *tls.Config) *http.Client {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: tc.Clone(), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}}
 }
 
-func (cl *certLogin) cpClient() *http.Client { return httpsClient(cl.cpTLS) }
+func (cl *certLogin) cpClient() *http.Client { return tlsHTTPClient(cl.cpTLS) }
 
 func (cl *certLogin) topics() controlplanev1connect.TopicServiceClient {
 	return controlplanev1connect.NewTopicServiceClient(cl.cpClient(), cl.cp.url)
@@ -458,12 +499,12 @@ type spuClients struct {
 }
 
 // spu returns clients of the SPU at url presenting the certificate; tc,
-// if not nil, replaces the login's SPU TLS configuration.
+// if not nil, replaces the cpLogin's SPU TLS configuration.
 func (cl *certLogin) spu(url string, tc *tls.Config) spuClients {
 	if tc == nil {
 		tc = cl.spuTLS
 	}
-	hc := httpsClient(tc)
+	hc := tlsHTTPClient(tc)
 	return spuClients{
 		produce:    dataplanev1connect.NewProduceServiceClient(hc, url),
 		consume:    dataplanev1connect.NewConsumeServiceClient(hc, url),
@@ -489,15 +530,15 @@ func (s spuClients) listPartitions(t testing.TB) []*dataplanev1.PartitionStatus 
 	return parts
 }
 
-// signer forges access tokens with the control plane's real signing keys,
+// tokenForger forges access tokens with the control plane's real signing keys,
 // read from its etcd.
-type signer struct {
+type tokenForger struct {
 	issuer string
 	keys   *token.Keyring
 	kid    string
 }
 
-func (c *secureCP) signer(t testing.TB) *signer {
+func (c *cloudCP) tokenForger(t testing.TB) *tokenForger {
 	t.Helper()
 	raw, _, err := c.store.SigningKeys(context.Background())
 	if err != nil {
@@ -515,12 +556,12 @@ func (c *secureCP) signer(t testing.TB) *signer {
 		t.Fatal("no signing keys in etcd")
 	}
 	kr := token.NewKeyring(keys...)
-	return &signer{issuer: c.url, keys: kr, kid: kr.Signer().KID}
+	return &tokenForger{issuer: c.url, keys: kr, kid: kr.Signer().KID}
 }
 
 // claims returns valid claims for a principal: what the control plane
 // itself would sign.
-func (s *signer) claims(tenant string, kind identity.Kind, principal string) token.Claims {
+func (s *tokenForger) claims(tenant string, kind identity.Kind, principal string) token.Claims {
 	now := time.Now()
 	var c token.Claims
 	c.Issuer = s.issuer
@@ -534,7 +575,7 @@ func (s *signer) claims(tenant string, kind identity.Kind, principal string) tok
 }
 
 // sign signs c with the real newest key.
-func (s *signer) sign(t testing.TB, c token.Claims) string {
+func (s *tokenForger) sign(t testing.TB, c token.Claims) string {
 	t.Helper()
 	raw, err := s.keys.Sign(c)
 	if err != nil {
@@ -545,7 +586,7 @@ func (s *signer) sign(t testing.TB, c token.Claims) string {
 
 // clusterCA returns the CA of a cluster as stored in etcd: the
 // certificate and private key an attacker with etcd would hold.
-func (c *secureCP) clusterCA(t testing.TB, clusterID string) (*x509.Certificate, crypto.Signer) {
+func (c *cloudCP) clusterCA(t testing.TB, clusterID string) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	ctx := context.Background()
 	cl, err := c.store.GetCluster(ctx, clusterID)
@@ -563,11 +604,11 @@ func (c *secureCP) clusterCA(t testing.TB, clusterID string) (*x509.Certificate,
 	if _, err := ca.LoadIntermediate(cl.CACertPEM, cl.CAKeyPEM, root); err != nil {
 		t.Fatalf("cluster CA in etcd: %v", err)
 	}
-	cert, err := x509.ParseCertificate(pemBlock(t, cl.CACertPEM))
+	cert, err := x509.ParseCertificate(pemDER(t, cl.CACertPEM))
 	if err != nil {
 		t.Fatal(err)
 	}
-	der := pemBlock(t, cl.CAKeyPEM)
+	der := pemDER(t, cl.CAKeyPEM)
 	var key crypto.Signer
 	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
 		key = k.(crypto.Signer)
@@ -579,7 +620,7 @@ func (c *secureCP) clusterCA(t testing.TB, clusterID string) (*x509.Certificate,
 	return cert, key
 }
 
-func pemBlock(t testing.TB, b []byte) []byte {
+func pemDER(t testing.TB, b []byte) []byte {
 	t.Helper()
 	blk, _ := pem.Decode(b)
 	if blk == nil {
@@ -588,10 +629,10 @@ func pemBlock(t testing.TB, b []byte) []byte {
 	return blk.Bytes
 }
 
-// leafCert makes a client certificate naming id, valid from notBefore to
+// forgeLeafCert makes a client certificate naming id, valid from notBefore to
 // notAfter, signed by parent's key (or self-signed when parent is nil).
 // It returns the chain (leaf, then parent) and the key, in PEM.
-func leafCert(t testing.TB, id identity.Identity, parent *x509.Certificate, parentKey crypto.Signer, notBefore, notAfter time.Time) (chainPEM, keyPEM []byte) {
+func forgeLeafCert(t testing.TB, id identity.Identity, parent *x509.Certificate, parentKey crypto.Signer, notBefore, notAfter time.Time) (chainPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -626,9 +667,9 @@ func leafCert(t testing.TB, id identity.Identity, parent *x509.Certificate, pare
 	return chainPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
 }
 
-// answer is what a call returned, as text to search for leaks: the error
+// answerText is what a call returned, as text to search for leaks: the error
 // with its details, or the response message.
-func answer(msg proto.Message, err error) string {
+func answerText(msg proto.Message, err error) string {
 	var b strings.Builder
 	if err != nil {
 		b.WriteString(err.Error())
@@ -645,20 +686,20 @@ func answer(msg proto.Message, err error) string {
 			}
 		}
 	}
-	if msg != nil && !isNil(msg) {
+	if msg != nil && !protoNil(msg) {
 		b.WriteString(protojson.Format(msg))
 	}
 	return b.String()
 }
 
-func isNil(m proto.Message) bool { return m == nil || !m.ProtoReflect().IsValid() }
+func protoNil(m proto.Message) bool { return m == nil || !m.ProtoReflect().IsValid() }
 
-// secrets are names and ids of one tenant that no other tenant may learn.
-type secrets []string
+// tenantSecrets are names and ids of one tenant that no other tenant may learn.
+type tenantSecrets []string
 
-// leaks returns the secrets found in text, except those the caller
+// leaks returns the tenantSecrets found in text, except those the caller
 // supplied itself.
-func (s secrets) leaks(text string, supplied ...string) []string {
+func (s tenantSecrets) leaks(text string, supplied ...string) []string {
 	var out []string
 	for _, v := range s {
 		if v == "" || slices.Contains(supplied, v) {
@@ -671,8 +712,8 @@ func (s secrets) leaks(text string, supplied ...string) []string {
 	return out
 }
 
-// sameRefusal checks that got, the answer to a call naming gotName, is
-// the very answer want that the same call naming wantName got: the same
+// sameRefusal checks that got, the answerText to a call naming gotName, is
+// the very answerText want that the same call naming wantName got: the same
 // code, the same message with the name substituted, as many details.
 func sameRefusal(t testing.TB, got, want error, gotName, wantName string) {
 	t.Helper()
@@ -704,8 +745,8 @@ func errMessage(err error) string {
 	return err.Error()
 }
 
-// wantCode fails unless err has code.
-func wantCode(t testing.TB, err error, code connect.Code) {
+// wantConnectCode fails unless err has code.
+func wantConnectCode(t testing.TB, err error, code connect.Code) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("call succeeded, want %v", code)
@@ -715,15 +756,193 @@ func wantCode(t testing.TB, err error, code connect.Code) {
 	}
 }
 
-// wantHandshakeRefused fails unless err is the server refusing the
-// client's certificate in the TLS handshake (a TLS alert from the server),
-// as opposed to the client distrusting the server.
+// wantHandshakeRefused fails unless err is a call that got no answer
+// from the server at all: the connection failed (here, because the
+// server refused the client's certificate in the handshake; see
+// handshakeAlert for the proof that it did).
 func wantHandshakeRefused(t testing.TB, err error) {
 	t.Helper()
 	if err == nil {
 		t.Fatal("call succeeded, want the TLS handshake refused")
 	}
-	if !strings.Contains(err.Error(), "remote error: tls:") {
-		t.Fatalf("error %v: want a TLS alert from the server (remote error: tls: ...)", err)
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeCanceled:
+	default:
+		t.Fatalf("error %v: the server answered; want the connection refused in the TLS handshake", err)
 	}
+}
+
+// handshakeAlert connects to the HTTPS server at url with tc and returns
+// the TLS alert the server sends (crypto/tls reports it as "remote error:
+// tls: ..."), or fails if the server accepts the connection. In TLS 1.3
+// the client finishes its side of the handshake before the server checks
+// the client's certificate, so the alert arrives with the first read.
+func handshakeAlert(t testing.TB, rawURL string, tc *tls.Config) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc = tc.Clone()
+	tc.NextProtos = []string{"h2"}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", u.Host, tc)
+	if err == nil {
+		defer conn.Close()
+		// A server that accepts sends nothing more until the client
+		// speaks: the read times out.
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+	}
+	if err == nil || !strings.Contains(err.Error(), "remote error: tls:") {
+		t.Fatalf("connection to %s: %v; want a TLS alert from the server", rawURL, err)
+	}
+	return err.Error()
+}
+
+// world is the shared fixture of the secure tests: tenant A ("alpha-corp")
+// with clusters "prod" and "a-secret-cluster", topics "a-secret-topic" and
+// "orders-eu" on prod, a member, a service account allowed only to consume
+// "orders*"; and, when asked, tenant B ("bravo-corp") with its own "prod"
+// topic "b-topic" and service account "b-writer". Three (or two) one-SPU clusters in all.
+type world struct {
+	cp *cloudCP
+
+	a             *tenantEnv
+	aProd         *controlplanev1.Cluster
+	aSecret       *controlplanev1.Cluster
+	aOwnerProd    *certLogin // A's owner's certificate for A's prod
+	aOwnerSecret  *certLogin // ... for a-secret-cluster
+	aMemberID     string
+	aSA           *controlplanev1.ServiceAccount // a-orders-reader: consume orders*
+	aSALogin      *cpLogin
+	aOwnerKeyID   string // an API key of A's owner
+	aSecretsNames tenantSecrets
+
+	b      *tenantEnv
+	bProd  *controlplanev1.Cluster
+	bOwner *certLogin // B's owner's certificate for B's prod
+}
+
+// Names in the fixture.
+const (
+	aTenantName   = "alpha-corp"
+	aOwnerEmail   = "owner@alpha.example"
+	aMemberEmail  = "member@alpha.example"
+	aSecretClust  = "a-secret-cluster"
+	aSecretTopic  = "a-secret-topic"
+	aOrdersTopic  = "orders-eu"
+	aSAName       = "a-orders-reader"
+	bTenantName   = "bravo-corp"
+	bOwnerEmail   = "owner@bravo.example"
+	bTopic        = "b-topic"
+	bSAName       = "b-writer"
+	prodCluster   = "prod"
+	missingTopic  = "no-such-topic"
+	missingClust  = "no-such-cluster"
+	missingSA     = "no-such-account"
+	missingEmail  = "nobody@nowhere.example"
+	missingKeyID  = "aaaaaaaaaaaa"
+	missingClusID = "c-aaaaaaaaaa"
+)
+
+// newWorld builds the fixture on a fresh control plane; withB adds
+// tenant B.
+func newWorld(t *testing.T, withB bool) *world {
+	t.Helper()
+	ctx := context.Background()
+	cp := startCloudCP(t)
+	w := &world{cp: cp}
+	w.a = cp.newTenant(t, aTenantName, aOwnerEmail)
+	a := w.a.owner
+	a.createCluster(t, prodCluster)
+	a.createCluster(t, aSecretClust)
+	if withB {
+		w.b = cp.newTenant(t, bTenantName, bOwnerEmail)
+		w.b.owner.createCluster(t, prodCluster)
+	}
+
+	// People, service accounts and keys while the SPUs start.
+	mresp, err := a.tenants().AddMember(ctx, connect.NewRequest(&controlplanev1.AddMemberRequest{Email: aMemberEmail, Role: controlplanev1.Role_ROLE_MEMBER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.aMemberID = mresp.Msg.Member.Id
+	saResp, err := a.tenants().CreateServiceAccount(ctx, connect.NewRequest(&controlplanev1.CreateServiceAccountRequest{
+		Name:   aSAName,
+		Grants: []*controlplanev1.Grant{{Topic: "orders*", Ops: []controlplanev1.TopicOp{controlplanev1.TopicOp_TOPIC_OP_CONSUME}}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.aSA = saResp.Msg.ServiceAccount
+	saKey := a.createAPIKey(t, aSAName, 0)
+	w.aSALogin = cp.apiKeyLogin(t, aSAName, saKey.Secret)
+	w.aOwnerKeyID = a.createAPIKey(t, "", 0).Key.Id
+
+	w.aProd = a.waitReady(t, prodCluster)
+	w.aSecret = a.waitReady(t, aSecretClust)
+	a.createTopic(t, prodCluster, aSecretTopic)
+	a.createTopic(t, prodCluster, aOrdersTopic)
+	w.aOwnerProd = a.useCluster(t, prodCluster)
+	w.aOwnerSecret = a.useCluster(t, aSecretClust)
+	if withB {
+		b := w.b.owner
+		w.bProd = b.waitReady(t, prodCluster)
+		b.createTopic(t, prodCluster, bTopic)
+		if _, err := b.tenants().CreateServiceAccount(ctx, connect.NewRequest(&controlplanev1.CreateServiceAccountRequest{
+			Name:   bSAName,
+			Grants: []*controlplanev1.Grant{{Topic: "*", Ops: []controlplanev1.TopicOp{controlplanev1.TopicOp_TOPIC_OP_PRODUCE}}},
+		})); err != nil {
+			t.Fatal(err)
+		}
+		b.createAPIKey(t, bSAName, 0)
+		w.bOwner = b.useCluster(t, prodCluster)
+	}
+
+	// Everything of A that no other tenant may learn.
+	w.aSecretsNames = tenantSecrets{w.a.id, aTenantName, w.a.ownerID, aOwnerEmail, aMemberEmail, w.aMemberID,
+		w.aProd.Id, w.aSecret.Id, aSecretClust, aSecretTopic, aOrdersTopic, w.aSA.Id, aSAName}
+	keys, err := a.tenants().ListAPIKeys(ctx, connect.NewRequest(&controlplanev1.ListAPIKeysRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys.Msg.Keys {
+		w.aSecretsNames = append(w.aSecretsNames, k.Id)
+	}
+	if len(w.aProd.SpuEndpoints) != 1 || len(w.aSecret.SpuEndpoints) != 1 {
+		t.Fatalf("A's clusters have SPU endpoints %v and %v, want one each", w.aProd.SpuEndpoints, w.aSecret.SpuEndpoints)
+	}
+	w.aSecretsNames = append(w.aSecretsNames, w.aProd.SpuEndpoints...)
+	w.aSecretsNames = append(w.aSecretsNames, w.aSecret.SpuEndpoints...)
+	return w
+}
+
+// aSPU is the URL of A's prod SPU.
+func (w *world) aSPU() string { return w.aProd.SpuEndpoints[0] }
+
+// msgOf returns a response's message, or nil.
+func msgOf[T any](resp *connect.Response[T], err error) (proto.Message, error) {
+	if resp == nil {
+		return nil, err
+	}
+	return any(resp.Msg).(proto.Message), err
+}
+
+// firstMetadata returns the first message of a WatchMetadata stream, or
+// the error that ended it.
+func firstMetadata(ctx context.Context, meta controlplanev1connect.MetadataServiceClient) (*controlplanev1.WatchMetadataResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := meta.WatchMetadata(ctx, connect.NewRequest(&controlplanev1.WatchMetadataRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	if stream.Receive() {
+		return stream.Msg(), nil
+	}
+	if err := stream.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("metadata stream ended without a message")
 }

@@ -94,6 +94,10 @@ func New(cfg Config) *System {
 // Name returns "jetstream".
 func (s *System) Name() string { return Name }
 
+// Runs reports whether the system runs sc: every scenario but Handshake,
+// which compares Spate over mTLS with Spate over h2c.
+func (s *System) Runs(sc scenario.Scenario) bool { return sc.Kind != scenario.Handshake }
+
 // Start starts nats-server with JetStream on a fresh file store, syncing
 // every message to disk in the Fsync mode.
 func (s *System) Start(ctx context.Context, d scenario.Durability) error {

@@ -27,7 +27,28 @@ const (
 const (
 	spateName     = "spate"
 	jetstreamName = "jetstream"
+	// The Spate setups under a control plane, compared with plaintext
+	// Spate (a standalone SPU over h2c): over mTLS, and over h2c (run on
+	// request only, to tell the cost of TLS from that of the control
+	// plane).
+	mtlsName    = "spate-mtls"
+	clusterName = "spate-cluster"
 )
+
+// allSystems are the systems in the order the tables list them.
+var allSystems = []string{spateName, clusterName, mtlsName, jetstreamName}
+
+// variants are the Spate setups compared with plaintext Spate in extra
+// columns, with their labels.
+var variants = []struct{ name, label string }{
+	{clusterName, "Spate h2c cluster"},
+	{mtlsName, "Spate mTLS"},
+}
+
+// ran reports whether run has a result of system.
+func ran(run Run, system string) bool {
+	return slices.ContainsFunc(run.Results, func(r scenario.Result) bool { return r.System == system })
+}
 
 // Run is one benchmark run.
 type Run struct {
@@ -76,12 +97,16 @@ func Markdown(run Run) []byte {
 		p("> **Quick run** (`-quick`): every scenario ran for about a second, as a smoke test. Do not quote these figures; run `make bench` for them.\n\n")
 	}
 	p("Both systems ran on this machine, one server at a time, each with its load generator on the same cores. ")
-	p("Run it again with `make bench`; `go run ./bench/cmd/spatebench -help` lists the flags (`-quick` for a one-minute smoke run, `-only REGEXP` and `-systems spate` to run part of it, `-profile DIR` for CPU profiles of the SPU and the Spate client).\n\n")
+	if ran(run, mtlsName) {
+		p("Spate ran twice: in plaintext (a standalone SPU over h2c, the `spate` columns) and over mTLS (an SPU of a cluster of a secure control plane, with a user's client certificate, the `Spate mTLS` columns; see [Spate over mTLS](#spate-over-mtls)). ")
+	}
+	p("Run it again with `make bench`; `go run ./bench/cmd/spatebench -help` lists the flags (`-quick` for a smoke run of under two minutes, `-only REGEXP` and `-systems spate` to run part of it, `-systems spate,spate-cluster,spate-mtls` to add Spate over h2c under a control plane, `-profile DIR` for CPU profiles of the SPU and the Spate client).\n\n")
 
 	writeMachine(&b, run)
 	writeTargets(&b, run)
 	writeThroughput(&b, run)
 	writeLatency(&b, run)
+	writeTLS(&b, run)
 	writeMemory(&b, run)
 	writeAll(&b, run)
 	writeMethod(&b, run)
@@ -225,9 +250,21 @@ func writeThroughput(b *bytes.Buffer, run Run) {
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("## Throughput\n\n")
-	p("Records/s and MB/s of payload (10^6 bytes of values per second); RSS is the server's peak resident memory during the scenario.\n\n")
-	p("| scenario | Spate records/s | Spate MB/s | JetStream records/s | JetStream MB/s | Spate / JetStream | Spate RSS MiB | JetStream RSS MiB |\n")
-	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	p("Records/s and MB/s of payload (10^6 bytes of values per second); RSS is the server's peak resident memory during the scenario.")
+	var extra []struct{ name, label string }
+	for _, v := range variants {
+		if ran(run, v.name) {
+			extra = append(extra, v)
+		}
+	}
+	if len(extra) > 0 {
+		p(" The columns on the right are Spate in the other setups, against plaintext Spate (a ratio below 1.0x is slower); they ran in the write mode only.")
+	}
+	p("\n\n| scenario | Spate records/s | Spate MB/s | JetStream records/s | JetStream MB/s | Spate / JetStream | Spate RSS MiB | JetStream RSS MiB |")
+	for _, v := range extra {
+		p(" %s records/s | %s MB/s | %s / Spate | %s RSS MiB |", v.label, v.label, v.label, v.label)
+	}
+	p("\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |%s\n", strings.Repeat(" ---: | ---: | ---: | ---: |", len(extra)))
 	for _, n := range names {
 		s, okS := find(run, n, spateName)
 		j, okJ := find(run, n, jetstreamName)
@@ -242,10 +279,22 @@ func writeThroughput(b *bytes.Buffer, run Run) {
 		if _, bad := failed(run, n, jetstreamName); bad {
 			jRate = "failed"
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |", n,
 			sRate, pick(okS, dec(s.MBPerSec, 1)),
 			jRate, pick(okJ, dec(j.MBPerSec, 1)),
 			ratio, pick(okS, dec(s.RSSMB, 1)), pick(okJ, dec(j.RSSMB, 1)))
+		for _, v := range extra {
+			x, okX := find(run, n, v.name)
+			xRate, xRatio := pick(okX, num(x.RecordsPerSec)), "-"
+			if _, bad := failed(run, n, v.name); bad {
+				xRate = "failed"
+			}
+			if okX && okS && s.RecordsPerSec > 0 {
+				xRatio = fmt.Sprintf("%.2fx", x.RecordsPerSec/s.RecordsPerSec)
+			}
+			p(" %s | %s | %s | %s |", xRate, pick(okX, dec(x.MBPerSec, 1)), xRatio, pick(okX, dec(x.RSSMB, 1)))
+		}
+		p("\n")
 	}
 	p("\n")
 }
@@ -261,7 +310,7 @@ func writeLatency(b *bytes.Buffer, run Run) {
 	p("| scenario | system | sent/s | records | p50 ms | p99 ms | p99.9 ms | RSS MiB | notes |\n")
 	p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, n := range names {
-		for _, sys := range []string{spateName, jetstreamName} {
+		for _, sys := range allSystems {
 			r, ok := find(run, n, sys)
 			if !ok {
 				if msg, bad := failed(run, n, sys); bad {
@@ -279,10 +328,10 @@ func writeLatency(b *bytes.Buffer, run Run) {
 func writeMemory(b *bytes.Buffer, run Run) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("## Server memory\n\n")
-	p("Resident memory (VmRSS of /proc/PID/status) of the SPU and of nats-server: idle right after start, and the peak over all the scenarios of a durability mode.\n\n")
+	p("Resident memory (VmRSS of /proc/PID/status) of the SPU and of nats-server (not of Spate's control plane): idle right after start, and the peak over all the scenarios of a durability mode.\n\n")
 	p("| durability | system | idle MiB | peak under load MiB | during |\n| --- | --- | ---: | ---: | --- |\n")
 	for _, d := range scenario.Durabilities {
-		for _, sys := range []string{spateName, jetstreamName} {
+		for _, sys := range allSystems {
 			idle, okIdle := find(run, "idle-"+string(d), sys)
 			var peak scenario.Result
 			for _, r := range run.Results {
@@ -310,7 +359,9 @@ func writeAll(b *bytes.Buffer, run Run) {
 			p("| %s | %s | failed: %s | | | | | | | | %s |\n", r.Scenario, r.System, cell(firstLine(r.Error)), code(r.Command))
 			continue
 		}
-		lat := func(v float64) string { return pick(r.Kind == scenario.Latency, dec(v, 2)) }
+		lat := func(v float64) string {
+			return pick(r.Kind == scenario.Latency || r.Kind == scenario.Handshake, dec(v, 2))
+		}
 		tput := func(s string) string { return pick(r.Kind != scenario.Idle, s) }
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.System,
 			tput(num(float64(r.Records))), tput(dec(r.Seconds, 2)), tput(num(r.RecordsPerSec)), tput(dec(r.MBPerSec, 1)),
@@ -362,6 +413,9 @@ func writeMethod(b *bytes.Buffer, run Run) {
 	p("- **Produce.** Spate: one producer of the Go SDK in the benchmark's process sends records in a loop for the scenario's time, then flushes; the rate is the records over the time from the first send to the last acknowledgement. JetStream: `nats bench js pub async` with 500 messages in flight, timed by nats bench from the first publish to the last acknowledgement; the message count comes from a short pilot run so that the run lasts about as long.\n")
 	p("- **Consume.** Every record of the produce scenario, read from the beginning. Spate: one consumer of the Go SDK (all partitions in one stream), until it has seen every record. JetStream: `nats bench js ordered` (an ephemeral ordered consumer) per stream. Consume runs in the write mode only: durability does not touch the read path, and JetStream's fsync-always mode stores too few records in a few seconds to time a read.\n")
 	p("- **Latency.** Values carry their send time (Unix nanoseconds) at the start; a consumer started beforehand subtracts it from its own clock when the record arrives (same machine, same clock); percentiles are nearest-rank. Spate: one SDK producer with linger 0, paced by the benchmark, and one SDK consumer, both in the benchmark's process; every record is a sample. JetStream: `nats bench js pub async --throughput` sends 9,000 records/s of zero-filled values and one `nats pub` sends 1,000 probes/s whose values start with the send time, into one stream; `nats sub --stream --new --raw` prints every value to a pipe that the benchmark reads as it comes, and the probes are the samples. No nats CLI publisher both stamps values and reaches 10,000/s on 2 cores: `nats pub` flushes after every message, so it reaches about 700/s under this load (the achieved rate is in the notes). \"Sent/s\" is the rate of all records, from the first to the last one received; when a system cannot keep up it falls below the target and the latencies include the backlog.\n")
+	if ran(run, mtlsName) || ran(run, clusterName) {
+		writeTLSMethod(b)
+	}
 	p("- **Memory.** VmRSS of the server process (`spate spu serve`, `nats-server`), read from /proc every 100 ms during each scenario; a scenario's figure is the peak. Idle is read %s after start. The clients' memory is not counted.\n", "2s")
 	p("- **Commands.** The `nats` commands in the tables ran with `--no-context -s nats://127.0.0.1:PORT` before their arguments, against the server of the run. The Spate rows show how to run one scenario again: the Spate load runs inside spatebench, through the Go SDK.\n")
 	p("- **Units.** MB/s counts 10^6 bytes of record values per second (keys, headers and framing excluded); memory is in MiB.\n")

@@ -16,15 +16,26 @@ import (
 func TestWrite(t *testing.T) {
 	o := scenario.Options{Duration: time.Second, LatencyDuration: time.Second, LatencyRate: 10_000}
 	var results []scenario.Result
+	o.Handshakes = 10
 	for _, s := range scenario.Plan(scenario.Write, o) {
-		for _, sys := range []string{"spate", "jetstream"} {
+		for _, sys := range []string{"spate", "jetstream", "spate-mtls"} {
+			if s.Kind == scenario.Handshake && sys == "jetstream" {
+				continue
+			}
 			r := scenario.NewResult(s, sys)
 			r.SetThroughput(1_000_000, s.RecordBytes, time.Second)
+			if sys == "spate-mtls" {
+				r.SetThroughput(500_000, s.RecordBytes, time.Second)
+			}
+			if s.Kind == scenario.Handshake {
+				r.SetLatencies([]time.Duration{time.Millisecond, 3 * time.Millisecond})
+				r.ClientCPUMs = 0.5
+			}
 			r.Command = "cmd | with a pipe"
 			results = append(results, r)
 		}
 	}
-	results[3].Error = "it broke\nbadly"
+	results[4].Error = "it broke\nbadly" // produce-100B-p1-write on jetstream
 	run := report.Run{
 		Started: time.Unix(0, 0), Finished: time.Unix(60, 0), CommandLine: "spatebench",
 		Machine: machine.Info{DiskWriteMBPerSec: 500}, Options: o, Results: results,
@@ -37,7 +48,8 @@ func TestWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| produce-100B-p1-write | 1,000,000 |", "1.0x", "failed: it broke", `cmd \| with a pipe`, "## How each figure is measured"} {
+	for _, want := range []string{"| produce-100B-p1-write | 1,000,000 |", "1.0x", "failed: it broke", `cmd \| with a pipe`, "## How each figure is measured",
+		"| Spate mTLS records/s |", "| 500,000 | 50.0 | 0.50x |", "## Spate over mTLS", "| handshake-10conns-write | spate-mtls | 500,000 | 1.00 | 3.00 |", "| handshake-10conns-write | client CPU ms | 0.50 | 0.50 | 1.00x |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("RESULTS.md has no %q", want)
 		}

@@ -25,10 +25,16 @@ type Result struct {
 	// MBPerSec is the payload (values only) in 10^6 bytes per second.
 	MBPerSec float64 `json:"mb_per_sec"`
 	// P50Ms, P99Ms and P999Ms are end-to-end latencies of a Latency
-	// scenario, in milliseconds.
+	// scenario, or the times to connect and complete one request of a
+	// Handshake scenario, in milliseconds.
 	P50Ms  float64 `json:"p50_ms"`
 	P99Ms  float64 `json:"p99_ms"`
 	P999Ms float64 `json:"p999_ms"`
+	// ClientCPUMs and ServerCPUMs are, for a Handshake scenario, the CPU
+	// time (user + system) per connection of the benchmark's process (the
+	// client) and of the server process, in milliseconds.
+	ClientCPUMs float64 `json:"client_cpu_ms,omitempty"`
+	ServerCPUMs float64 `json:"server_cpu_ms,omitempty"`
 	// RSSMB is the server's peak resident memory during the scenario
 	// (VmRSS, sampled), in MiB.
 	RSSMB float64 `json:"rss_mb"`

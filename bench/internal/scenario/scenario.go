@@ -27,6 +27,12 @@ const (
 	Latency Kind = "latency"
 	// Idle measures the server's resident memory with nothing to do.
 	Idle Kind = "idle"
+	// Handshake measures the time to open a new connection and complete
+	// one small request on it, Connections times in a row, each on a new
+	// HTTP client (no connection reuse, no TLS session resumption). Only
+	// the Spate systems run it: it compares Spate over mTLS with Spate
+	// over h2c.
+	Handshake Kind = "handshake"
 )
 
 // Durability is when a write is acknowledged.
@@ -60,6 +66,9 @@ type Scenario struct {
 	Rate int
 	// Needs names the scenario whose records a Consume scenario reads.
 	Needs string
+	// Connections is how many connections a Handshake scenario opens,
+	// one after the other.
+	Connections int
 }
 
 // Name identifies the scenario in tables, flags and topic names, such as
@@ -70,6 +79,8 @@ func (s Scenario) Name() string {
 		return fmt.Sprintf("idle-%s", s.Durability)
 	case Latency:
 		return fmt.Sprintf("latency-%s-%drps-%s", sizeName(s.RecordBytes), s.Rate, s.Durability)
+	case Handshake:
+		return fmt.Sprintf("handshake-%dconns-%s", s.Connections, s.Durability)
 	}
 	return fmt.Sprintf("%s-%s-p%d-%s", s.Kind, sizeName(s.RecordBytes), s.Partitions, s.Durability)
 }
@@ -99,6 +110,8 @@ type Options struct {
 	LatencyDuration time.Duration
 	// LatencyRate is the fixed rate of the latency scenarios, records/s.
 	LatencyRate int
+	// Handshakes is how many connections the handshake scenario opens.
+	Handshakes int
 }
 
 // Record sizes and partition counts of the throughput scenarios.
@@ -109,11 +122,14 @@ var (
 
 // Plan returns every scenario for one durability mode, in the order they
 // run: idle memory first (before any load), then each Produce followed by
-// the Consume that reads its records, then latency.
+// the Consume that reads its records, then latency, then (Write mode only)
+// the handshake scenario.
 //
 // Consume runs in the Write mode only: durability is a property of the
 // write path, and JetStream's fsync-always mode stores ~2,600 records/s, too
-// few to fill a stream whose read takes long enough to time.
+// few to fill a stream whose read takes long enough to time. Handshake
+// runs in the Write mode only too: a one-record produce with acks after
+// write measures the connection, not the disk.
 func Plan(d Durability, o Options) []Scenario {
 	out := []Scenario{{Kind: Idle, Durability: d, Duration: 2 * time.Second}}
 	for _, size := range RecordSizes {
@@ -126,6 +142,9 @@ func Plan(d Durability, o Options) []Scenario {
 		}
 	}
 	out = append(out, Scenario{Kind: Latency, RecordBytes: 100, Partitions: 1, Durability: d, Duration: o.LatencyDuration, Rate: o.LatencyRate})
+	if d == Write && o.Handshakes > 0 {
+		out = append(out, Scenario{Kind: Handshake, RecordBytes: 1, Partitions: 1, Durability: d, Connections: o.Handshakes})
+	}
 	return out
 }
 

@@ -37,20 +37,20 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestPlanAndFilter(t *testing.T) {
-	o := scenario.Options{Duration: time.Second, LatencyDuration: time.Second, LatencyRate: 10_000}
+	o := scenario.Options{Duration: time.Second, LatencyDuration: time.Second, LatencyRate: 10_000, Handshakes: 100}
 	write := scenario.Plan(scenario.Write, o)
 	var names []string
 	for _, s := range write {
 		names = append(names, s.Name())
 	}
-	for _, want := range []string{"idle-write", "produce-100B-p1-write", "consume-1KiB-p6-write", "latency-100B-10000rps-write"} {
+	for _, want := range []string{"idle-write", "produce-100B-p1-write", "consume-1KiB-p6-write", "latency-100B-10000rps-write", "handshake-100conns-write"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("the write plan has no %s: %v", want, names)
 		}
 	}
 	for _, s := range scenario.Plan(scenario.Fsync, o) {
-		if s.Kind == scenario.Consume {
-			t.Errorf("the fsync plan has %s; consume runs in the write mode only", s.Name())
+		if s.Kind == scenario.Consume || s.Kind == scenario.Handshake {
+			t.Errorf("the fsync plan has %s; consume and handshake run in the write mode only", s.Name())
 		}
 	}
 

@@ -11,8 +11,35 @@
 //   - Latency: a Producer with linger 0, paced by the benchmark, writes its
 //     clock into the first 8 bytes of each value; a Consumer started first
 //     subtracts it on receipt.
+//   - Handshake: new connections one after another, each making one
+//     ProduceOne (see handshake.go).
 //   - Durability: the SPU runs with --fsync in the Fsync mode, and the
 //     producer asks for the matching acks (AcksWrite or AcksFsync).
+//
+// Spate runs in one of three setups (Config.Setup), with the same producer,
+// consumer and settings:
+//
+//   - plaintext ("spate"): a standalone SPU serving h2c, which lets every
+//     caller do everything; topics are partitions declared on the SPU
+//     (EnsurePartition).
+//   - mTLS ("spate-mtls"): a secure control plane (`spate control-plane
+//     serve`, TLS and authentication on, as `spate local up` runs it) and
+//     one cluster of one SPU that it provisions with its certificates
+//     (`spate spu serve --tls-cert --tls-key --cluster-ca
+//     --control-plane-ca`). The benchmark creates a tenant with the
+//     operator's key, logs in as its owner with an API key, creates the
+//     cluster and gets a user's client certificate for it
+//     (cloud.UseCluster); the SDK then speaks mTLS to the SPU
+//     (client.FromProfile, which sets client.WithSPUTLS) and the SPU
+//     authorizes every request against the access list its control plane
+//     pushes. An SPU with TLS refuses the calls of users until it has that
+//     list, so it cannot run standalone with a user's certificate. Topics
+//     are created through the control plane (CreateTopic).
+//   - h2c cluster ("spate-cluster", run on request): an insecure control
+//     plane (`spate control-plane serve --insecure --local-spus 1`) and
+//     the SPU it runs over h2c, topics created through the control plane:
+//     the mTLS setup without TLS and authorization, to tell their cost
+//     from that of running under a control plane.
 package spate
 
 import (
@@ -32,10 +59,32 @@ import (
 	"github.com/spatehq/spate/bench/internal/proc"
 	"github.com/spatehq/spate/bench/internal/scenario"
 	"github.com/spatehq/spate/client"
+	"github.com/spatehq/spate/internal/h2c"
 )
 
-// Name is the system's name in reports.
-const Name = "spate"
+// The systems' names in reports.
+const (
+	// Name is plaintext Spate: a standalone SPU over h2c.
+	Name = "spate"
+	// NameMTLS is Spate over mTLS: an SPU of a cluster of a secure
+	// control plane, called with a user's client certificate.
+	NameMTLS = "spate-mtls"
+	// NameCluster is Spate over h2c under an insecure control plane.
+	NameCluster = "spate-cluster"
+)
+
+// Setup is how Spate runs; see the package comment.
+type Setup int
+
+// The setups.
+const (
+	// Standalone is one SPU over h2c, on its own (Name).
+	Standalone Setup = iota
+	// MTLS is a secure control plane and its cluster's SPU (NameMTLS).
+	MTLS
+	// ClusterH2C is an insecure control plane and its SPU (NameCluster).
+	ClusterH2C
+)
 
 // Producer settings of the throughput scenarios.
 const (
@@ -60,6 +109,11 @@ type Config struct {
 	// Rerun is a format for the command that runs one scenario again; %s
 	// is the scenario's name.
 	Rerun string
+	// Setup chooses the setup (see the package comment); the zero value is
+	// a standalone SPU. With a control plane, ServerLog receives the
+	// control plane's output; the SPU's log stays in its data directory
+	// and its end is quoted when the SPU fails.
+	Setup Setup
 }
 
 // System drives one SPU at a time.
@@ -67,12 +121,16 @@ type System struct {
 	cfg Config
 
 	// Set by Start, cleared by Stop.
-	spu        *proc.Process
-	addr       string
+	spu        *proc.Process // the standalone SPU; nil with a control plane
+	cluster    *cluster      // the control plane and its SPU; nil standalone
+	spuURL     string        // http:// or https:// URL of the SPU
 	dir        string
 	serverLine string
 	durability scenario.Durability
 	client     *client.Client
+	// newHTTP returns an HTTP client of the SPU that shares nothing with
+	// earlier ones: h2c, or HTTP/2 over TLS with the client certificate.
+	newHTTP func() *http.Client
 	// produced counts the records of each topic.
 	produced map[string]int64
 	// topics holds the partition counts of the topics made so far, to
@@ -88,12 +146,31 @@ func New(cfg Config) *System {
 	return &System{cfg: cfg}
 }
 
-// Name returns "spate".
-func (s *System) Name() string { return Name }
+// Name returns "spate", "spate-mtls" or "spate-cluster".
+func (s *System) Name() string {
+	switch s.cfg.Setup {
+	case MTLS:
+		return NameMTLS
+	case ClusterH2C:
+		return NameCluster
+	}
+	return Name
+}
+
+// Runs reports whether the system runs sc. Plaintext Spate runs every
+// scenario. The setups with a control plane run the Write mode only, to
+// keep `make bench` short: TLS costs the same whatever the durability, and
+// the fsync mode measures the disk.
+func (s *System) Runs(sc scenario.Scenario) bool {
+	return s.cfg.Setup == Standalone || sc.Durability == scenario.Write
+}
 
 // Start starts an SPU on a fresh data directory, with --fsync in the Fsync
-// mode.
+// mode: a standalone one, or a control plane and the SPU of its cluster.
 func (s *System) Start(ctx context.Context, d scenario.Durability) error {
+	if s.cfg.Setup != Standalone {
+		return s.startCluster(ctx, d)
+	}
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return err
@@ -125,7 +202,8 @@ func (s *System) Start(ctx context.Context, d scenario.Durability) error {
 		os.RemoveAll(dir)
 		return fmt.Errorf("spate: %w", err)
 	}
-	s.spu, s.addr, s.dir, s.durability, s.client = p, addr, dir, d, c
+	s.spu, s.spuURL, s.dir, s.durability, s.client = p, "http://"+addr, dir, d, c
+	s.newHTTP = h2c.NewClient
 	s.serverLine = "spate spu serve --addr 127.0.0.1:PORT --data-dir DIR --log-level warn"
 	if d == scenario.Fsync {
 		s.serverLine += " --fsync"
@@ -135,10 +213,17 @@ func (s *System) Start(ctx context.Context, d scenario.Durability) error {
 	return nil
 }
 
-// ServerPID returns the SPU's pid.
-func (s *System) ServerPID() int { return s.spu.Pid() }
+// ServerPID returns the SPU's pid (with a control plane, that of its
+// child process, found again at each call since the
+// control plane restarts an SPU that dies), or 0 when it cannot be found.
+func (s *System) ServerPID() int {
+	if s.cluster != nil {
+		return s.cluster.spuPID()
+	}
+	return s.spu.Pid()
+}
 
-// Stop stops the SPU and deletes its data.
+// Stop stops the SPU (and the control plane) and deletes their data.
 func (s *System) Stop() {
 	if s.client != nil {
 		s.client.Close()
@@ -148,6 +233,10 @@ func (s *System) Stop() {
 		s.spu.Stop()
 		s.spu = nil
 	}
+	if s.cluster != nil {
+		s.cluster.stop()
+		s.cluster = nil
+	}
 	if s.dir != "" {
 		os.RemoveAll(s.dir)
 		s.dir = ""
@@ -156,13 +245,13 @@ func (s *System) Stop() {
 
 // Run runs one scenario.
 func (s *System) Run(ctx context.Context, sc scenario.Scenario) (scenario.Result, error) {
-	r := scenario.NewResult(sc, Name)
+	r := scenario.NewResult(sc, s.Name())
 	r.Server = s.serverLine
 	if s.cfg.Rerun != "" {
 		r.Command = fmt.Sprintf(s.cfg.Rerun, sc.Name())
 	}
-	if err := s.spu.Exited(); err != nil {
-		return r, fmt.Errorf("spate: the SPU is down: %w", err)
+	if err := s.down(); err != nil {
+		return r, err
 	}
 	stopProfiles := s.startProfiles(ctx, sc)
 	var err error
@@ -173,13 +262,32 @@ func (s *System) Run(ctx context.Context, sc scenario.Scenario) (scenario.Result
 		err = s.consume(ctx, sc, &r)
 	case scenario.Latency:
 		err = s.latency(ctx, sc, &r)
+	case scenario.Handshake:
+		err = s.handshake(ctx, sc, &r)
 	default:
 		err = fmt.Errorf("spate: no runner for scenario kind %q", sc.Kind)
 	}
 	if perr := stopProfiles(); perr != nil {
 		s.cfg.Logger.Warn("profile", "scenario", sc.Name(), "err", perr)
 	}
+	if err != nil {
+		if derr := s.down(); derr != nil {
+			err = fmt.Errorf("%w\n%w", err, derr)
+		}
+	}
 	return r, err
+}
+
+// down returns an error with the end of the server's log when the SPU (or
+// the control plane) has exited, and nil while it runs.
+func (s *System) down() error {
+	if s.cluster != nil {
+		return s.cluster.down()
+	}
+	if err := s.spu.Exited(); err != nil {
+		return fmt.Errorf("spate: the SPU is down: %w", err)
+	}
+	return nil
 }
 
 func (s *System) acks() client.Acks {
@@ -192,6 +300,9 @@ func (s *System) acks() client.Acks {
 // createTopic deletes the topics of earlier scenarios, then creates the
 // partitions of topic.
 func (s *System) createTopic(ctx context.Context, topic string, partitions int) error {
+	if s.cluster != nil {
+		return s.createClusterTopic(ctx, topic, partitions)
+	}
 	for t, n := range s.topics {
 		for i := range n {
 			if _, err := s.client.RemovePartition(ctx, t, int32(i)); err != nil {
@@ -382,7 +493,7 @@ func (s *System) startProfiles(ctx context.Context, sc scenario.Scenario) func()
 	// The SPU profiles for the scenario's time; the request runs alongside.
 	secs := max(1, int(sc.Duration.Seconds()))
 	spuDone := make(chan error, 1)
-	go func() { spuDone <- fetchProfile(ctx, "http://"+s.addr, secs, base+".spu.pprof") }()
+	go func() { spuDone <- fetchProfile(ctx, s.newHTTP(), s.spuURL, secs, base+".spu.pprof") }()
 	return func() error {
 		if clientFile != nil {
 			pprof.StopCPUProfile()
@@ -393,12 +504,13 @@ func (s *System) startProfiles(ctx context.Context, sc scenario.Scenario) func()
 }
 
 // fetchProfile asks the SPU for a CPU profile of secs seconds.
-func fetchProfile(ctx context.Context, url string, secs int, path string) error {
+func fetchProfile(ctx context.Context, hc *http.Client, url string, secs int, path string) error {
+	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("spate: SPU profile: %w", err)
 	}

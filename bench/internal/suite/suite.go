@@ -39,11 +39,11 @@ type Config struct {
 	// WorkDir is where the temporary data directories go; the system's
 	// temporary folder when empty. It must be on a real disk, not tmpfs.
 	WorkDir string
-	// Quick runs every scenario briefly, for a smoke test (about a minute).
+	// Quick runs every scenario briefly, for a smoke test (under two minutes).
 	Quick bool
 	// Only keeps the scenarios whose name matches (and what they need).
 	Only *regexp.Regexp
-	// Systems lists the systems to run: spate, jetstream.
+	// Systems lists the systems to run, of AllSystems.
 	Systems []string
 	// ProfileDir, when set, receives CPU profiles of the SPU and of the
 	// in-process Spate client for each Spate scenario.
@@ -57,11 +57,16 @@ type Config struct {
 }
 
 // AllSystems are the systems the benchmark knows, in the order they run.
-var AllSystems = []string{spate.Name, jetstream.Name}
+var AllSystems = []string{spate.Name, spate.NameCluster, spate.NameMTLS, jetstream.Name}
+
+// DefaultSystems are the systems run unless told otherwise: all but
+// spate-cluster, which tells the cost of TLS from that of a control plane
+// when asked for.
+var DefaultSystems = []string{spate.Name, spate.NameMTLS, jetstream.Name}
 
 // Validate reports the first problem with the configuration.
 func (c Config) Validate() error {
-	if c.Spate == "" && slices.Contains(c.Systems, spate.Name) {
+	if c.Spate == "" && slices.ContainsFunc(c.Systems, func(s string) bool { return strings.HasPrefix(s, spate.Name) }) {
 		return errors.New("suite: the spate binary is required (-spate bin/spate; make build writes it)")
 	}
 	if c.Out == "" {
@@ -81,18 +86,22 @@ func (c Config) Validate() error {
 // options returns the sizes of a full or a quick run.
 func (c Config) options() (scenario.Options, machine.Options) {
 	if c.Quick {
-		return scenario.Options{Duration: time.Second, LatencyDuration: 2 * time.Second, LatencyRate: 10_000},
+		return scenario.Options{Duration: time.Second, LatencyDuration: 2 * time.Second, LatencyRate: 10_000, Handshakes: 100},
 			machine.Options{DiskMiB: 256, Syncs: 200, LoopbackBytes: 1 << 30}
 	}
-	return scenario.Options{Duration: 5 * time.Second, LatencyDuration: 10 * time.Second, LatencyRate: 10_000},
+	return scenario.Options{Duration: 5 * time.Second, LatencyDuration: 10 * time.Second, LatencyRate: 10_000, Handshakes: 1000},
 		machine.Options{DiskMiB: 1024, Syncs: 1000, LoopbackBytes: 4 << 30}
 }
 
 // System is a message system under test. One server runs at a time,
 // started fresh for each durability mode.
 type System interface {
-	// Name names the system in reports: spate or jetstream.
+	// Name names the system in reports: spate, spate-cluster, spate-mtls
+	// or jetstream.
 	Name() string
+	// Runs reports whether the system runs scenario s; a system whose
+	// plan for a durability mode is empty is not started in that mode.
+	Runs(s scenario.Scenario) bool
 	// Start starts the server for durability d on an empty data directory.
 	Start(ctx context.Context, d scenario.Durability) error
 	// ServerPID returns the server process's pid, for memory samples.
@@ -190,6 +199,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // scenario is recorded with its error and the next one runs, unless the
 // server died.
 func runSystem(ctx context.Context, sys System, d scenario.Durability, plan []scenario.Scenario, logger *slog.Logger) ([]scenario.Result, error) {
+	plan = slices.DeleteFunc(slices.Clone(plan), func(sc scenario.Scenario) bool { return !sys.Runs(sc) })
+	if len(plan) == 0 {
+		return nil, nil
+	}
 	logger = logger.With("system", sys.Name(), "durability", d)
 	logger.Info("starting the server")
 	if err := sys.Start(ctx, d); err != nil {
@@ -207,6 +220,8 @@ func runSystem(ctx context.Context, sys System, d scenario.Durability, plan []sc
 		case err != nil:
 			r.Error = err.Error()
 			l.Error("scenario failed", "err", err)
+		case sc.Kind == scenario.Handshake:
+			l.Info("done", "connections", r.Records, "p50_ms", r.P50Ms, "p99_ms", r.P99Ms, "client_cpu_ms", r.ClientCPUMs, "server_cpu_ms", r.ServerCPUMs)
 		case sc.Kind == scenario.Latency:
 			l.Info("done", "rate", r.RecordsPerSec, "p50_ms", r.P50Ms, "p99_ms", r.P99Ms, "p999_ms", r.P999Ms, "rss_mb", r.RSSMB)
 		default:
@@ -276,13 +291,18 @@ func makeSystems(ctx context.Context, cfg Config, work, logDir string, logger *s
 			continue
 		}
 		switch name {
-		case spate.Name:
+		case spate.Name, spate.NameMTLS, spate.NameCluster:
+			setup := map[string]spate.Setup{spate.Name: spate.Standalone, spate.NameMTLS: spate.MTLS, spate.NameCluster: spate.ClusterH2C}[name]
 			bin, err := proc.LookTool("spate", cfg.Spate, nil, "run `make build` to write bin/spate")
 			if err != nil {
 				closeAll()
 				return nil, nil, nil, err
 			}
-			f, err := openLog("spu.log")
+			logName := "spu.log"
+			if setup != spate.Standalone {
+				logName = name + "-control-plane.log"
+			}
+			f, err := openLog(logName)
 			if err != nil {
 				closeAll()
 				return nil, nil, nil, err
@@ -292,9 +312,10 @@ func makeSystems(ctx context.Context, cfg Config, work, logDir string, logger *s
 				Binary:     bin,
 				WorkDir:    work,
 				ServerLog:  f,
-				Logger:     logger.With("system", spate.Name),
+				Logger:     logger.With("system", name),
 				ProfileDir: cfg.ProfileDir,
-				Rerun:      "go run ./bench/cmd/spatebench -spate bin/spate -systems spate -only '^%s$'",
+				Rerun:      "go run ./bench/cmd/spatebench -spate bin/spate -systems " + name + " -only '^%s$'",
+				Setup:      setup,
 			}))
 		case jetstream.Name:
 			server, cli, err := natsTools(ctx, cfg, logger)
