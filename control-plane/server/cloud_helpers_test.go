@@ -205,7 +205,6 @@ func (c *cloudCP) operatorKey(t testing.TB) string {
 
 // tenantEnv is a tenant and its owner's login.
 type tenantEnv struct {
-	cp      *cloudCP
 	id      string
 	name    string
 	owner   *cpLogin
@@ -223,7 +222,6 @@ func (c *cloudCP) newTenant(t testing.TB, name, ownerEmail string) *tenantEnv {
 		t.Fatalf("create tenant %s: %v", name, err)
 	}
 	return &tenantEnv{
-		cp:      c,
 		id:      resp.Msg.Tenant.Id,
 		name:    name,
 		ownerID: resp.Msg.Owner.Id,

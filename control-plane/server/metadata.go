@@ -44,6 +44,15 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return err
 	}
+	// The caller is checked again whenever its tenant's people or service
+	// accounts change: the stream of a removed principal ends, and a
+	// narrowed grant hides topics from then on.
+	var principalsChanged <-chan struct{}
+	if c != nil {
+		if _, principalsChanged, err = ms.s.tenantPrincipals(ctx, c.Tenant); err != nil {
+			return ms.s.internal(ctx, "read principals", err)
+		}
+	}
 	select {
 	case <-m.cache.Ready():
 	case <-ctx.Done():
@@ -51,14 +60,15 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Reque
 	}
 	sentSPUs := make(map[int32]*controlplanev1.SPU)
 	sentTopics := make(map[string]*controlplanev1.TopicPlacement)
-	first := true
+	first, recheck := true, false
 	var topicsGen, spusGen uint64
 	for {
 		var msg *controlplanev1.WatchMetadataResponse
 		changed := m.cache.Read(func(st *store.State) {
-			if !first && st.TopicsGen == topicsGen && st.SPUsGen == spusGen {
+			if !first && !recheck && st.TopicsGen == topicsGen && st.SPUsGen == spusGen {
 				return
 			}
+			recheck = false
 			topicsGen, spusGen = st.TopicsGen, st.SPUsGen
 			msg = &controlplanev1.WatchMetadataResponse{Snapshot: first}
 			spus := make(map[int32]*controlplanev1.SPU)
@@ -100,6 +110,20 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Reque
 		}
 		select {
 		case <-changed:
+		case <-principalsChanged:
+			again := *c
+			if err := ms.s.resolve(ctx, &again); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				ms.s.logger.Info("request refused", "procedure", req.Spec().Procedure, "principal", c.Identity.String(), "reason", err.Error())
+				ms.s.metrics.refused.WithLabelValues("unauthenticated").Inc()
+				return connect.NewError(connect.CodeUnauthenticated, err)
+			}
+			c, recheck = &again, true
+			if _, principalsChanged, err = ms.s.tenantPrincipals(ctx, c.Tenant); err != nil {
+				return ms.s.internal(ctx, "read principals", err)
+			}
 		case <-ctx.Done():
 			return nil
 		}

@@ -220,13 +220,13 @@ func TestTLSAuthorizesByCertificateAndAccessList(t *testing.T) {
 	_, err = carol.parts.ListPartitions(context.Background(), connect.NewRequest(&dataplanev1.ListPartitionsRequest{}))
 	wantCode(t, "list by a non-member", err, connect.CodePermissionDenied, "principal is not a member of tenant")
 
-	// No client certificate: the handshake succeeds (health and metrics
-	// answer) and every RPC is refused.
+	// No client certificate: the handshake succeeds, health answers, and
+	// the metrics (which name topics) and every RPC are refused.
 	anon := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: p.cluster.Pool()}
-	for _, path := range []string{"/healthz", "/metrics"} {
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/metrics": http.StatusUnauthorized, "/debug/pprof/": http.StatusUnauthorized} {
 		resp, err := sputest.TLSClient(anon).Get(s.URL + path)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s without a certificate: %v %v", path, resp, err)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("GET %s without a certificate: %v %v, want status %d", path, resp, err, want)
 		}
 		resp.Body.Close()
 	}
@@ -263,8 +263,9 @@ func TestTLSAuthorizesByCertificateAndAccessList(t *testing.T) {
 		}
 	}
 
-	// Refusals are counted per reason.
-	metrics := scrape(t, s.URL, anon)
+	// Refusals are counted per reason; the metrics take a certificate of
+	// the cluster.
+	metrics := scrape(t, s.URL, p.cluster.ClientTLS(t, member(identity.ServiceAccount, "sa-monitoring")))
 	for _, reason := range []string{"no_certificate", "not_member", "internal_only", "topic_not_visible", "operation_denied"} {
 		m := regexp.MustCompile(`spate_spu_auth_refused_total\{reason="` + reason + `"\} (\d+)`).FindStringSubmatch(metrics)
 		if m == nil || m[1] == "0" {

@@ -44,8 +44,9 @@ With --tls-cert, --tls-key, --cluster-ca and --control-plane-ca (all four or
 none) it serves HTTPS instead and every RPC needs a client certificate
 issued by the cluster's CA for the SPU's own tenant and cluster; produce
 and consume are then allowed by the access list the control plane sends
-(--control-plane must be https://). /healthz and /metrics need no client
-certificate. Without them anyone who reaches the port may do anything: use
+(--control-plane must be https://). /healthz needs no client certificate;
+/metrics (which names topics) takes any certificate of the cluster, e.g. a
+monitoring service account's. Without them anyone who reaches the port may do anything: use
 that for development on one machine only.
 
 Storage flags set the defaults of partitions whose own settings leave them

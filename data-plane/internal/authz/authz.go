@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -185,13 +186,38 @@ type peer struct {
 type peerKey struct{}
 
 // Middleware records the caller's verified client certificate in each
-// request's context for the interceptor. It refuses nothing itself:
-// /healthz and /metrics need no certificate.
+// request's context for the interceptor, which authorizes the RPCs.
+// /healthz needs no certificate. /metrics and /debug/ name the topics and
+// their traffic, so they need a certificate of this cluster (any principal
+// of it: a monitoring service account, an SPU, a member).
 func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := certs.PeerIdentity(r.TLS)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, peer{id, err})))
+		ctx := context.WithValue(r.Context(), peerKey{}, peer{id, err})
+		if r.URL.Path == "/metrics" || strings.HasPrefix(r.URL.Path, "/debug/") {
+			if _, ref := a.clusterPeer(ctx); ref != nil {
+				ce := a.refuse(ctx, r.URL.Path, ref)
+				http.Error(w, ce.Message(), http.StatusUnauthorized)
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// clusterPeer returns the verified identity of the caller of ctx if it
+// belongs to this SPU's cluster.
+func (a *Authorizer) clusterPeer(ctx context.Context) (identity.Identity, *refusal) {
+	p, ok := ctx.Value(peerKey{}).(peer)
+	switch {
+	case !ok, errors.Is(p.err, certs.ErrNoClientCertificate):
+		return identity.Identity{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("client certificate required: connect with a certificate issued by this cluster's CA")), reasonNoCert}
+	case p.err != nil:
+		return identity.Identity{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("the client certificate names no spate:// identity")), reasonNoIdentity}
+	case p.id.Tenant != a.self.Tenant || p.id.Cluster != a.self.Cluster:
+		return identity.Identity{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("certificate is for another cluster: use the certificate issued for this cluster")), reasonOtherCluster}
+	}
+	return p.id, nil
 }
 
 // refusal is a refused call: what the client sees and why, for the log
@@ -216,24 +242,19 @@ func (a *Authorizer) refuse(ctx context.Context, procedure string, r *refusal, a
 // principal authenticates the caller of ctx and finds it in the access
 // list l.
 func (a *Authorizer) principal(ctx context.Context, l *acl) (access.Principal, *refusal) {
-	p, ok := ctx.Value(peerKey{}).(peer)
-	switch {
-	case !ok, errors.Is(p.err, certs.ErrNoClientCertificate):
-		return access.Principal{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("client certificate required: connect with a certificate issued by this cluster's CA")), reasonNoCert}
-	case p.err != nil:
-		return access.Principal{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("the client certificate names no spate:// identity")), reasonNoIdentity}
-	case p.id.Tenant != a.self.Tenant || p.id.Cluster != a.self.Cluster:
-		return access.Principal{}, &refusal{connect.NewError(connect.CodeUnauthenticated, errors.New("certificate is for another cluster: use the certificate issued for this cluster")), reasonOtherCluster}
+	id, ref := a.clusterPeer(ctx)
+	if ref != nil {
+		return access.Principal{}, ref
 	}
-	if pr := (access.Principal{Identity: p.id}); pr.Internal() {
+	if pr := (access.Principal{Identity: id}); pr.Internal() {
 		return pr, nil
 	}
 	if !l.received {
 		return access.Principal{}, &refusal{connect.NewError(connect.CodeUnavailable, errors.New("the SPU has not received its access list from the control plane yet; retry shortly")), reasonNoACL}
 	}
-	pr, ok := l.principals[principalKey{p.id.Kind, p.id.Principal}]
+	pr, ok := l.principals[principalKey{id.Kind, id.Principal}]
 	if !ok {
-		return access.Principal{}, &refusal{connect.NewError(connect.CodePermissionDenied, fmt.Errorf("principal is not a member of tenant %s: %s %s was removed or never added", a.self.Tenant, p.id.Kind, p.id.Principal)), reasonNotMember}
+		return access.Principal{}, &refusal{connect.NewError(connect.CodePermissionDenied, fmt.Errorf("principal is not a member of tenant %s: %s %s was removed or never added", a.self.Tenant, id.Kind, id.Principal)), reasonNotMember}
 	}
 	return pr, nil
 }
