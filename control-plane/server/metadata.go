@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -52,6 +54,13 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Reque
 		if _, principalsChanged, err = ms.s.tenantPrincipals(ctx, c.Tenant); err != nil {
 			return ms.s.internal(ctx, "read principals", err)
 		}
+	}
+	// Nor does a stream outlive the credentials it was opened with.
+	var expired <-chan time.Time
+	if c != nil && !c.Expires.IsZero() {
+		t := time.NewTimer(time.Until(c.Expires))
+		defer t.Stop()
+		expired = t.C
 	}
 	select {
 	case <-m.cache.Ready():
@@ -110,6 +119,9 @@ func (ms *metadataService) WatchMetadata(ctx context.Context, req *connect.Reque
 		}
 		select {
 		case <-changed:
+		case <-expired:
+			ms.s.logger.Info("stream ended", "procedure", req.Spec().Procedure, "principal", c.Identity.String(), "reason", "credentials expired")
+			return connect.NewError(connect.CodeUnauthenticated, errors.New("the credentials of this stream expired; reconnect with fresh ones"))
 		case <-principalsChanged:
 			again := *c
 			if err := ms.s.resolve(ctx, &again); err != nil {
