@@ -22,8 +22,9 @@ build: ## Build the spate binary into bin/spate
 	$(GO) build -o $(SPATE) ./cli/cmd/spate
 
 .PHONY: test
-test: build ## Run vet and the whole test suite (race detector on; installs Chromium for the browser tests)
+test: build ## Run vet and the whole test suite (race detector on; installs Chromium and the Versity S3 Gateway for the tests)
 	infra/scripts/install-chromium.sh
+	infra/scripts/install-versitygw.sh
 	$(GO) vet $(PKGS)
 	SPATE_BIN=$(SPATE) $(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
 

@@ -17,7 +17,7 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -426,14 +426,19 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		h := s.newOAuth(advertise)
 		s.oauth.Store(&h)
 		hs = s.tlsServer(ctx)
-		l = tls.NewListener(l, hs.TLSConfig)
 		wg.Go(func() { s.followKeys(ctx) })
 		wg.Go(func() { s.followClusters(ctx) })
 		wg.Go(func() { s.followPrincipals(ctx) })
 	}
 	wg.Go(func() { s.lead(ctx, advertise) })
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	go func() {
+		if s.cfg.Insecure {
+			errc <- hs.Serve(l)
+		} else {
+			errc <- hs.ServeTLS(l, "", "")
+		}
+	}()
 	s.logger.Info("control plane serving", "addr", l.Addr().String(), "advertise", advertise, "insecure", s.cfg.Insecure)
 
 	wg.Go(func() {

@@ -36,6 +36,8 @@ func NewServer(handler http.Handler, base context.Context, logger *slog.Logger, 
 }
 
 // NewTLSServer is NewServer over TLS: HTTP/2 (ALPN "h2") and HTTP/1.1,
+// closing each connection when the client certificate it was opened with
+// expires (clients reconnect with their renewed one),
 // with TLS 1.3 at least. tc must provide a certificate (Certificates or
 // GetCertificate); serve with ServeTLS(l, "", "").
 func NewTLSServer(handler http.Handler, base context.Context, logger *slog.Logger, h2 *http.HTTP2Config, tc *tls.Config) *http.Server {
@@ -47,6 +49,8 @@ func NewTLSServer(handler http.Handler, base context.Context, logger *slog.Logge
 	tc = tc.Clone()
 	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS13)
 	hs.TLSConfig = tc
+	exp := &certExpiry{timers: map[net.Conn]*time.Timer{}}
+	hs.ConnState = exp.hook
 	return hs
 }
 
