@@ -148,8 +148,19 @@ type TopicSettings struct {
 	// Largest batch a producer may send.
 	MaxBatchBytes *int32      `protobuf:"varint,5,opt,name=max_batch_bytes,json=maxBatchBytes,proto3,oneof" json:"max_batch_bytes,omitempty"`
 	Durability    *Durability `protobuf:"varint,6,opt,name=durability,proto3,enum=spate.controlplane.v1.Durability,oneof" json:"durability,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Upload closed segments to the cluster's object store and serve reads
+	// below the SPU's local start from there. With tiering on,
+	// retention_ms and retention_bytes govern the whole log (remote
+	// included) and the local_ settings the SPU's disk.
+	Tiering *bool `protobuf:"varint,7,opt,name=tiering,proto3,oneof" json:"tiering,omitempty"`
+	// How long closed segments stay on the SPU's disk once uploaded, in
+	// milliseconds; -1: as long as retention_ms.
+	LocalRetentionMs *int64 `protobuf:"varint,8,opt,name=local_retention_ms,json=localRetentionMs,proto3,oneof" json:"local_retention_ms,omitempty"`
+	// Largest size of a partition on the SPU's disk once uploaded; -1: no
+	// limit below retention_bytes.
+	LocalRetentionBytes *int64 `protobuf:"varint,9,opt,name=local_retention_bytes,json=localRetentionBytes,proto3,oneof" json:"local_retention_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *TopicSettings) Reset() {
@@ -222,6 +233,27 @@ func (x *TopicSettings) GetDurability() Durability {
 		return *x.Durability
 	}
 	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *TopicSettings) GetTiering() bool {
+	if x != nil && x.Tiering != nil {
+		return *x.Tiering
+	}
+	return false
+}
+
+func (x *TopicSettings) GetLocalRetentionMs() int64 {
+	if x != nil && x.LocalRetentionMs != nil {
+		return *x.LocalRetentionMs
+	}
+	return 0
+}
+
+func (x *TopicSettings) GetLocalRetentionBytes() int64 {
+	if x != nil && x.LocalRetentionBytes != nil {
+		return *x.LocalRetentionBytes
+	}
+	return 0
 }
 
 // TopicSpec is what a user declares.
@@ -385,7 +417,15 @@ type PartitionStatus struct {
 	EndOffset   int64   `protobuf:"varint,6,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
 	SizeBytes   int64   `protobuf:"varint,7,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// "pending", "provisioning", "online" or "offline".
-	Status        string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// With tiering: the first offset and the bytes held in the object store
+	// (-1 and 0 when nothing is), and the bytes of closed segments not yet
+	// uploaded.
+	RemoteStartOffset int64 `protobuf:"varint,9,opt,name=remote_start_offset,json=remoteStartOffset,proto3" json:"remote_start_offset,omitempty"`
+	RemoteSizeBytes   int64 `protobuf:"varint,10,opt,name=remote_size_bytes,json=remoteSizeBytes,proto3" json:"remote_size_bytes,omitempty"`
+	UploadLagBytes    int64 `protobuf:"varint,11,opt,name=upload_lag_bytes,json=uploadLagBytes,proto3" json:"upload_lag_bytes,omitempty"`
+	// Why uploads fail, when they do.
+	TieringError  string `protobuf:"bytes,12,opt,name=tiering_error,json=tieringError,proto3" json:"tiering_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +512,34 @@ func (x *PartitionStatus) GetSizeBytes() int64 {
 func (x *PartitionStatus) GetStatus() string {
 	if x != nil {
 		return x.Status
+	}
+	return ""
+}
+
+func (x *PartitionStatus) GetRemoteStartOffset() int64 {
+	if x != nil {
+		return x.RemoteStartOffset
+	}
+	return 0
+}
+
+func (x *PartitionStatus) GetRemoteSizeBytes() int64 {
+	if x != nil {
+		return x.RemoteSizeBytes
+	}
+	return 0
+}
+
+func (x *PartitionStatus) GetUploadLagBytes() int64 {
+	if x != nil {
+		return x.UploadLagBytes
+	}
+	return 0
+}
+
+func (x *PartitionStatus) GetTieringError() string {
+	if x != nil {
+		return x.TieringError
 	}
 	return ""
 }
@@ -1009,7 +1077,7 @@ var File_spate_controlplane_v1_topic_proto protoreflect.FileDescriptor
 
 const file_spate_controlplane_v1_topic_proto_rawDesc = "" +
 	"\n" +
-	"!spate/controlplane/v1/topic.proto\x12\x15spate.controlplane.v1\"\x9c\x03\n" +
+	"!spate/controlplane/v1/topic.proto\x12\x15spate.controlplane.v1\"\xe4\x04\n" +
 	"\rTopicSettings\x12&\n" +
 	"\fretention_ms\x18\x01 \x01(\x03H\x00R\vretentionMs\x88\x01\x01\x12,\n" +
 	"\x0fretention_bytes\x18\x02 \x01(\x03H\x01R\x0eretentionBytes\x88\x01\x01\x12(\n" +
@@ -1018,13 +1086,20 @@ const file_spate_controlplane_v1_topic_proto_rawDesc = "" +
 	"\x0fmax_batch_bytes\x18\x05 \x01(\x05H\x04R\rmaxBatchBytes\x88\x01\x01\x12F\n" +
 	"\n" +
 	"durability\x18\x06 \x01(\x0e2!.spate.controlplane.v1.DurabilityH\x05R\n" +
-	"durability\x88\x01\x01B\x0f\n" +
+	"durability\x88\x01\x01\x12\x1d\n" +
+	"\atiering\x18\a \x01(\bH\x06R\atiering\x88\x01\x01\x121\n" +
+	"\x12local_retention_ms\x18\b \x01(\x03H\aR\x10localRetentionMs\x88\x01\x01\x127\n" +
+	"\x15local_retention_bytes\x18\t \x01(\x03H\bR\x13localRetentionBytes\x88\x01\x01B\x0f\n" +
 	"\r_retention_msB\x12\n" +
 	"\x10_retention_bytesB\x10\n" +
 	"\x0e_segment_bytesB\x11\n" +
 	"\x0f_segment_age_msB\x12\n" +
 	"\x10_max_batch_bytesB\r\n" +
-	"\v_durability\"\xb0\x01\n" +
+	"\v_durabilityB\n" +
+	"\n" +
+	"\b_tieringB\x15\n" +
+	"\x13_local_retention_msB\x18\n" +
+	"\x16_local_retention_bytes\"\xb0\x01\n" +
 	"\tTopicSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -1039,7 +1114,7 @@ const file_spate_controlplane_v1_topic_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12F\n" +
 	"\n" +
 	"partitions\x18\x05 \x03(\v2&.spate.controlplane.v1.PartitionStatusR\n" +
-	"partitions\"\xff\x01\n" +
+	"partitions\"\xaa\x03\n" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\x05R\x06leader\x12\x1a\n" +
@@ -1050,7 +1125,12 @@ const file_spate_controlplane_v1_topic_proto_rawDesc = "" +
 	"end_offset\x18\x06 \x01(\x03R\tendOffset\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\a \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06status\x18\b \x01(\tR\x06status\"J\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12.\n" +
+	"\x13remote_start_offset\x18\t \x01(\x03R\x11remoteStartOffset\x12*\n" +
+	"\x11remote_size_bytes\x18\n" +
+	" \x01(\x03R\x0fremoteSizeBytes\x12(\n" +
+	"\x10upload_lag_bytes\x18\v \x01(\x03R\x0euploadLagBytes\x12#\n" +
+	"\rtiering_error\x18\f \x01(\tR\ftieringError\"J\n" +
 	"\x12CreateTopicRequest\x124\n" +
 	"\x04spec\x18\x01 \x01(\v2 .spate.controlplane.v1.TopicSpecR\x04spec\"I\n" +
 	"\x13CreateTopicResponse\x122\n" +

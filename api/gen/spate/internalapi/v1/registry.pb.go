@@ -415,15 +415,22 @@ func (x *HeartbeatRequest) GetReplicas() []*ReplicaStatus {
 
 // ReplicaStatus is what an SPU reports about one replica it holds.
 type ReplicaStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	StartOffset   int64                  `protobuf:"varint,3,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
-	EndOffset     int64                  `protobuf:"varint,4,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
-	SizeBytes     int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
-	LeaderEpoch   int32                  `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Topic       string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition   int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	StartOffset int64                  `protobuf:"varint,3,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	EndOffset   int64                  `protobuf:"varint,4,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	SizeBytes   int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	LeaderEpoch int32                  `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// With tiering (the leader reports them): the first offset and the
+	// bytes in the object store (-1 and 0 when nothing is), the bytes of
+	// closed segments not yet uploaded, and why uploads fail.
+	RemoteStartOffset int64  `protobuf:"varint,7,opt,name=remote_start_offset,json=remoteStartOffset,proto3" json:"remote_start_offset,omitempty"`
+	RemoteSizeBytes   int64  `protobuf:"varint,8,opt,name=remote_size_bytes,json=remoteSizeBytes,proto3" json:"remote_size_bytes,omitempty"`
+	UploadLagBytes    int64  `protobuf:"varint,9,opt,name=upload_lag_bytes,json=uploadLagBytes,proto3" json:"upload_lag_bytes,omitempty"`
+	TieringError      string `protobuf:"bytes,10,opt,name=tiering_error,json=tieringError,proto3" json:"tiering_error,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -496,6 +503,34 @@ func (x *ReplicaStatus) GetLeaderEpoch() int32 {
 		return x.LeaderEpoch
 	}
 	return 0
+}
+
+func (x *ReplicaStatus) GetRemoteStartOffset() int64 {
+	if x != nil {
+		return x.RemoteStartOffset
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetRemoteSizeBytes() int64 {
+	if x != nil {
+		return x.RemoteSizeBytes
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetUploadLagBytes() int64 {
+	if x != nil {
+		return x.UploadLagBytes
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetTieringError() string {
+	if x != nil {
+		return x.TieringError
+	}
+	return ""
 }
 
 type HeartbeatResponse struct {
@@ -575,7 +610,7 @@ const file_spate_internal_v1_registry_proto_rawDesc = "" +
 	"\x10HeartbeatRequest\x12\x15\n" +
 	"\x06spu_id\x18\x01 \x01(\x05R\x05spuId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
-	"\breplicas\x18\x03 \x03(\v2 .spate.internal.v1.ReplicaStatusR\breplicas\"\xc7\x01\n" +
+	"\breplicas\x18\x03 \x03(\v2 .spate.internal.v1.ReplicaStatusR\breplicas\"\xf2\x02\n" +
 	"\rReplicaStatus\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +
@@ -584,7 +619,12 @@ const file_spate_internal_v1_registry_proto_rawDesc = "" +
 	"end_offset\x18\x04 \x01(\x03R\tendOffset\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12!\n" +
-	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\"4\n" +
+	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12.\n" +
+	"\x13remote_start_offset\x18\a \x01(\x03R\x11remoteStartOffset\x12*\n" +
+	"\x11remote_size_bytes\x18\b \x01(\x03R\x0fremoteSizeBytes\x12(\n" +
+	"\x10upload_lag_bytes\x18\t \x01(\x03R\x0euploadLagBytes\x12#\n" +
+	"\rtiering_error\x18\n" +
+	" \x01(\tR\ftieringError\"4\n" +
 	"\x11HeartbeatResponse\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs2\xd3\x01\n" +

@@ -85,8 +85,14 @@ type ReplicaConfig struct {
 	RetentionBytes int64      `protobuf:"varint,4,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`
 	MaxBatchBytes  int32      `protobuf:"varint,5,opt,name=max_batch_bytes,json=maxBatchBytes,proto3" json:"max_batch_bytes,omitempty"`
 	Durability     Durability `protobuf:"varint,6,opt,name=durability,proto3,enum=spate.internal.v1.Durability" json:"durability,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// See spate.controlplane.v1.TopicSettings: with tiering, retention_ms
+	// and retention_bytes govern the whole log, remote included, and the
+	// local_ settings the SPU's disk (0: the SPU's default, -1: no limit).
+	Tiering             bool  `protobuf:"varint,7,opt,name=tiering,proto3" json:"tiering,omitempty"`
+	LocalRetentionMs    int64 `protobuf:"varint,8,opt,name=local_retention_ms,json=localRetentionMs,proto3" json:"local_retention_ms,omitempty"`
+	LocalRetentionBytes int64 `protobuf:"varint,9,opt,name=local_retention_bytes,json=localRetentionBytes,proto3" json:"local_retention_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ReplicaConfig) Reset() {
@@ -159,6 +165,27 @@ func (x *ReplicaConfig) GetDurability() Durability {
 		return x.Durability
 	}
 	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *ReplicaConfig) GetTiering() bool {
+	if x != nil {
+		return x.Tiering
+	}
+	return false
+}
+
+func (x *ReplicaConfig) GetLocalRetentionMs() int64 {
+	if x != nil {
+		return x.LocalRetentionMs
+	}
+	return 0
+}
+
+func (x *ReplicaConfig) GetLocalRetentionBytes() int64 {
+	if x != nil {
+		return x.LocalRetentionBytes
+	}
+	return 0
 }
 
 // EnsureReplicaRequest declares one replica.
@@ -377,7 +404,7 @@ var File_spate_internal_v1_replica_proto protoreflect.FileDescriptor
 
 const file_spate_internal_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspate/internal/v1/replica.proto\x12\x11spate.internal.v1\"\x8d\x02\n" +
+	"\x1fspate/internal/v1/replica.proto\x12\x11spate.internal.v1\"\x89\x03\n" +
 	"\rReplicaConfig\x12#\n" +
 	"\rsegment_bytes\x18\x01 \x01(\x03R\fsegmentBytes\x12$\n" +
 	"\x0esegment_age_ms\x18\x02 \x01(\x03R\fsegmentAgeMs\x12!\n" +
@@ -386,7 +413,10 @@ const file_spate_internal_v1_replica_proto_rawDesc = "" +
 	"\x0fmax_batch_bytes\x18\x05 \x01(\x05R\rmaxBatchBytes\x12=\n" +
 	"\n" +
 	"durability\x18\x06 \x01(\x0e2\x1d.spate.internal.v1.DurabilityR\n" +
-	"durability\"\xa7\x01\n" +
+	"durability\x12\x18\n" +
+	"\atiering\x18\a \x01(\bR\atiering\x12,\n" +
+	"\x12local_retention_ms\x18\b \x01(\x03R\x10localRetentionMs\x122\n" +
+	"\x15local_retention_bytes\x18\t \x01(\x03R\x13localRetentionBytes\"\xa7\x01\n" +
 	"\x14EnsureReplicaRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +
