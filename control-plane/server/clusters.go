@@ -184,9 +184,19 @@ func (s *Server) syncMetas(ctx context.Context) {
 		}
 		return
 	}
+	live := map[string]bool{}
 	for _, c := range clusters {
+		live[c.ID] = true
 		if c.Status != tenancy.ClusterDeleting {
 			s.meta(c.ID)
+		}
+	}
+	// Stop following clusters deleted meanwhile (the leader dropped its
+	// own copy when it deleted them; other replicas learn it here).
+	all, _ := s.allMetas()
+	for _, m := range all {
+		if !live[m.id] {
+			s.dropMeta(m.id)
 		}
 	}
 	s.clustersChanged.notify()
