@@ -30,6 +30,16 @@ type PartitionConfig struct {
 	MaxBatchBytes int32
 	// Durability says when a produce with AcksTopicDefault is acknowledged.
 	Durability Durability
+	// Tiering uploads closed segments to the SPU's object store; then
+	// Retention and RetentionBytes govern the whole log and the Local
+	// ones the SPU's disk.
+	Tiering bool
+	// LocalRetention is how long uploaded segments stay on the SPU's disk;
+	// negative keeps them as long as Retention. Only with Tiering.
+	LocalRetention time.Duration
+	// LocalRetentionBytes bounds the partition's size on the SPU's disk;
+	// negative means no bound below RetentionBytes. Only with Tiering.
+	LocalRetentionBytes int64
 }
 
 // Durability is when the SPU acknowledges a produce that does not say
@@ -252,6 +262,22 @@ func (cfg PartitionConfig) proto() (*internalv1.ReplicaConfig, error) {
 	}
 	if cfg.RetentionBytes < 0 {
 		rc.RetentionBytes = -1
+	}
+	if !cfg.Tiering && (cfg.LocalRetention != 0 || cfg.LocalRetentionBytes != 0) {
+		return nil, errors.New("client: local retention applies only with tiering: set Tiering, or leave LocalRetention and LocalRetentionBytes 0")
+	}
+	rc.Tiering = cfg.Tiering
+	switch {
+	case cfg.LocalRetention < 0:
+		rc.LocalRetentionMs = -1
+	case cfg.LocalRetention > 0:
+		rc.LocalRetentionMs = max(cfg.LocalRetention.Milliseconds(), 1)
+	}
+	switch {
+	case cfg.LocalRetentionBytes < 0:
+		rc.LocalRetentionBytes = -1
+	case cfg.LocalRetentionBytes > 0:
+		rc.LocalRetentionBytes = cfg.LocalRetentionBytes
 	}
 	switch cfg.Durability {
 	case DurabilityDefault:

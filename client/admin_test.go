@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/spatehq/spate/client"
 )
@@ -87,6 +88,7 @@ func TestAdminInvalid(t *testing.T) {
 			{"negative partition", "t", -1, client.PartitionConfig{}},
 			{"negative segment size", "t", 0, client.PartitionConfig{SegmentBytes: -1}},
 			{"unknown durability", "t", 0, client.PartitionConfig{Durability: 9}},
+			{"local retention without tiering", "t", 0, client.PartitionConfig{LocalRetention: time.Hour}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

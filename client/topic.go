@@ -31,7 +31,27 @@ type TopicSettings struct {
 	MaxBatchBytes int32 `json:"max_batch_bytes,omitempty" yaml:"max_batch_bytes,omitempty"`
 	// Durability says when a produce with AcksTopicDefault is acknowledged.
 	Durability Durability `json:"durability,omitempty" yaml:"durability,omitempty"`
+	// Tiering uploads closed segments to the cluster's object store and
+	// serves reads below the SPU's local start from there; then Retention
+	// and RetentionBytes govern the whole log, remote included. nil is
+	// unset; Tiering(false) turns it off in an update, and the local
+	// settings are kept, unused, until it is turned on again.
+	Tiering *bool `json:"tiering,omitempty" yaml:"tiering,omitempty"`
+	// LocalRetention is how long uploaded segments stay on the SPU's disk;
+	// negative keeps them as long as Retention. It must not exceed
+	// Retention, and needs Tiering on.
+	LocalRetention time.Duration `json:"local_retention_ns,omitempty" yaml:"local_retention,omitempty"`
+	// LocalRetentionBytes bounds a partition's size on the SPU's disk;
+	// negative means no bound below RetentionBytes. It must not exceed
+	// RetentionBytes, and needs Tiering on.
+	LocalRetentionBytes int64 `json:"local_retention_bytes,omitempty" yaml:"local_retention_bytes,omitempty"`
 }
+
+// Tiering returns a pointer to on, for TopicSettings.Tiering.
+func Tiering(on bool) *bool { return &on }
+
+// Tiered reports whether s turns tiering on.
+func (s TopicSettings) Tiered() bool { return s.Tiering != nil && *s.Tiering }
 
 // TopicSpec is what a user declares about a topic.
 type TopicSpec struct {
@@ -118,6 +138,14 @@ type PartitionStatus struct {
 	SizeBytes   int64   `json:"size_bytes" yaml:"size_bytes"`
 	// Status is "pending", "provisioning", "online" or "offline".
 	Status string `json:"status" yaml:"status"`
+	// With tiering, StartOffset and SizeBytes are the SPU's disk and these
+	// the object store: RemoteStartOffset is its first offset (-1 when it
+	// holds nothing), RemoteSize its bytes, UploadLag the bytes of closed
+	// segments not uploaded yet, and TieringError why uploads fail.
+	RemoteStartOffset int64  `json:"remote_start_offset" yaml:"remote_start_offset"`
+	RemoteSize        int64  `json:"remote_size_bytes" yaml:"remote_size_bytes"`
+	UploadLag         int64  `json:"upload_lag_bytes" yaml:"upload_lag_bytes"`
+	TieringError      string `json:"tiering_error,omitempty" yaml:"tiering_error,omitempty"`
 }
 
 // SPU is one Streaming Processing Unit of the cluster.
@@ -286,6 +314,21 @@ func (s TopicSettings) proto() (*controlplanev1.TopicSettings, error) {
 	case s.RetentionBytes > 0:
 		out.RetentionBytes = ptr(s.RetentionBytes)
 	}
+	if s.Tiering != nil {
+		out.Tiering = ptr(*s.Tiering)
+	}
+	switch {
+	case s.LocalRetention < 0:
+		out.LocalRetentionMs = ptr(int64(-1))
+	case s.LocalRetention > 0:
+		out.LocalRetentionMs = ptr(max(s.LocalRetention.Milliseconds(), 1))
+	}
+	switch {
+	case s.LocalRetentionBytes < 0:
+		out.LocalRetentionBytes = ptr(int64(-1))
+	case s.LocalRetentionBytes > 0:
+		out.LocalRetentionBytes = ptr(s.LocalRetentionBytes)
+	}
 	if s.SegmentBytes > 0 {
 		out.SegmentBytes = ptr(s.SegmentBytes)
 	}
@@ -322,6 +365,17 @@ func settingsFromProto(p *controlplanev1.TopicSettings) TopicSettings {
 		}
 	}
 	s.RetentionBytes = p.GetRetentionBytes()
+	if p.Tiering != nil {
+		s.Tiering = Tiering(p.GetTiering())
+	}
+	if p.LocalRetentionMs != nil {
+		if ms := p.GetLocalRetentionMs(); ms < 0 {
+			s.LocalRetention = -1
+		} else {
+			s.LocalRetention = time.Duration(ms) * time.Millisecond
+		}
+	}
+	s.LocalRetentionBytes = p.GetLocalRetentionBytes()
 	s.SegmentBytes = p.GetSegmentBytes()
 	s.SegmentAge = time.Duration(p.GetSegmentAgeMs()) * time.Millisecond
 	s.MaxBatchBytes = p.GetMaxBatchBytes()
@@ -359,6 +413,11 @@ func topicFromProto(t *controlplanev1.Topic) Topic {
 			EndOffset:   p.GetEndOffset(),
 			SizeBytes:   p.GetSizeBytes(),
 			Status:      p.GetStatus(),
+
+			RemoteStartOffset: p.GetRemoteStartOffset(),
+			RemoteSize:        p.GetRemoteSizeBytes(),
+			UploadLag:         p.GetUploadLagBytes(),
+			TieringError:      p.GetTieringError(),
 		})
 	}
 	return out

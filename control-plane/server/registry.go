@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -150,10 +151,32 @@ func (rs *registryService) Heartbeat(ctx context.Context, req *connect.Request[i
 			EndOffset:   r.EndOffset,
 			SizeBytes:   r.SizeBytes,
 			LeaderEpoch: r.LeaderEpoch,
+
+			RemoteStartOffset: r.RemoteStartOffset,
+			RemoteSizeBytes:   r.RemoteSizeBytes,
+			UploadLagBytes:    r.UploadLagBytes,
+			TieringError:      truncateError(r.TieringError),
 		})
 	}
 	if err := m.store.Heartbeat(ctx, store.SPU{ID: id, Address: addr}, status, rs.s.cfg.LivenessTimeout); err != nil {
 		return nil, rs.s.internal(ctx, "heartbeat", err)
 	}
 	return connect.NewResponse(&internalv1.HeartbeatResponse{IntervalMs: rs.s.heartbeatInterval().Milliseconds()}), nil
+}
+
+// maxTieringError is the longest upload error kept per replica: the status
+// is rewritten on every heartbeat.
+const maxTieringError = 512
+
+// truncateError shortens an SPU's error message to maxTieringError bytes,
+// on a rune boundary.
+func truncateError(msg string) string {
+	if len(msg) <= maxTieringError {
+		return msg
+	}
+	cut := maxTieringError
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }

@@ -65,7 +65,7 @@ func topicView(st *store.State, idx statusIndex, t *store.Topic, detail bool) *c
 	var unplaced, offline, provisioning int
 	firstOffline := ""
 	for i := range int(t.Partitions) {
-		ps := &controlplanev1.PartitionStatus{Partition: int32(i), Leader: placement.Unplaced, Status: partitionPending}
+		ps := &controlplanev1.PartitionStatus{Partition: int32(i), Leader: placement.Unplaced, Status: partitionPending, RemoteStartOffset: -1}
 		if i < len(parts) && parts[i].Placed() {
 			p := parts[i]
 			ps.Leader, ps.Replicas, ps.LeaderEpoch = p.Leader, slices.Clone(p.Replicas), p.Epoch
@@ -81,6 +81,12 @@ func topicView(st *store.State, idx statusIndex, t *store.Topic, detail bool) *c
 			case reported:
 				ps.Status = partitionOnline
 				ps.StartOffset, ps.EndOffset, ps.SizeBytes = r.StartOffset, r.EndOffset, r.SizeBytes
+				// The remote tier as the leader reports it; an SPU that
+				// holds nothing remote may leave the start at 0.
+				if r.RemoteSizeBytes > 0 {
+					ps.RemoteStartOffset, ps.RemoteSizeBytes = r.RemoteStartOffset, r.RemoteSizeBytes
+				}
+				ps.UploadLagBytes, ps.TieringError = r.UploadLagBytes, r.TieringError
 			default:
 				ps.Status = partitionProvisioning
 				provisioning++
@@ -225,6 +231,17 @@ func replicaConfig(s store.Settings) *internalv1.ReplicaConfig {
 		c.Durability = internalv1.Durability_DURABILITY_WRITE
 	case durabilityFsync:
 		c.Durability = internalv1.Durability_DURABILITY_FSYNC
+	}
+	// The local settings go only with tiering: without it they are kept,
+	// unused, in the topic (see checkTiering).
+	if s.Tiered() {
+		c.Tiering = true
+		if s.LocalRetentionMs != nil {
+			c.LocalRetentionMs = *s.LocalRetentionMs
+		}
+		if s.LocalRetentionBytes != nil {
+			c.LocalRetentionBytes = *s.LocalRetentionBytes
+		}
 	}
 	return c
 }

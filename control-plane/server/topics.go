@@ -52,11 +52,15 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 	if err := validateSettings(spec.Settings); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	settings := mergeSettings(mergeSettings(store.Settings{}, ts.s.cfg.DefaultTopicSettings.settings()), spec.Settings)
+	if err := checkTiering(settings, spec.Settings); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
 	t := store.Topic{
 		Name:              spec.Name,
 		Partitions:        spec.Partitions,
 		ReplicationFactor: spec.ReplicationFactor,
-		Settings:          mergeSettings(mergeSettings(store.Settings{}, ts.s.cfg.DefaultTopicSettings.settings()), spec.Settings),
+		Settings:          settings,
 		CreatedAtMs:       time.Now().UnixMilli(),
 	}
 	t, err = m.store.CreateTopic(ctx, t)
@@ -141,7 +145,7 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 	}
 
 	s := req.Msg.Settings
-	if s == nil || (s.RetentionMs == nil && s.RetentionBytes == nil && s.SegmentBytes == nil && s.SegmentAgeMs == nil && s.MaxBatchBytes == nil && s.Durability == nil) {
+	if settingsEmpty(s) {
 		return nil, invalid("nothing to update: set at least one setting")
 	}
 	if err := validateSettings(s); err != nil {
@@ -151,13 +155,17 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 		if t.Deleting {
 			return errDeleting
 		}
-		t.Settings = mergeSettings(t.Settings, s)
+		merged := mergeSettings(t.Settings, s)
+		if err := checkTiering(merged, s); err != nil {
+			return connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		t.Settings = merged
 		return nil
 	})
 	if err != nil {
 		return nil, ts.s.topicErr(ctx, "update topic", name, err)
 	}
-	ts.s.logger.Info("topic updated", "topic", name)
+	ts.s.logger.Info("topic updated", "topic", name, "tiering", t.Settings.Tiered())
 	topic, err := ts.s.describe(ctx, m, name, t.Revision, false)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ shows "pending" with a reason until it can be placed, then "ready".`,
   spate topic list
   spate topic describe orders
   spate topic update orders --retention-time 30d
+  spate topic create history --tiering --retention-time 3y --local-retention-time 7d
   spate topic add-partitions orders --partitions 12
   spate topic delete orders`,
 	}
@@ -38,17 +39,27 @@ shows "pending" with a reason until it can be placed, then "ready".`,
 
 // settingsFlags are the storage settings shared by create and update.
 type settingsFlags struct {
-	retention      time.Duration
-	segmentAge     time.Duration
-	retentionBytes int64
-	segmentBytes   int64
-	maxBatchBytes  int32
-	durability     string
+	retention           time.Duration
+	segmentAge          time.Duration
+	retentionBytes      int64
+	segmentBytes        int64
+	maxBatchBytes       int32
+	durability          string
+	tiering             bool
+	localRetention      time.Duration
+	localRetentionBytes int64
+	// fl is where the flags were added, to tell --tiering=false from no
+	// --tiering.
+	fl *pflag.FlagSet
 }
 
 func (s *settingsFlags) add(fl *pflag.FlagSet) {
-	fl.Var(&format.DurationValue{D: &s.retention}, "retention-time", "keep records this long: 7d, 36h, 1y; forever or -1 to keep them forever (default: the cluster's)")
-	fl.Int64Var(&s.retentionBytes, "retention-bytes", 0, "keep at most this many bytes per partition; -1 for no limit (default: the cluster's)")
+	s.fl = fl
+	fl.Var(&format.DurationValue{D: &s.retention}, "retention-time", "keep records this long (with --tiering: the whole log, object store included): 7d, 36h, 3y; forever or -1 to keep them forever (default: the cluster's)")
+	fl.Int64Var(&s.retentionBytes, "retention-bytes", 0, "keep at most this many bytes per partition (with --tiering: the whole log); -1 for no limit (default: the cluster's)")
+	fl.BoolVar(&s.tiering, "tiering", false, "upload closed segments to the cluster's object store and read old records back from there; --tiering=false turns it off (default: the cluster's)")
+	fl.Var(&format.DurationValue{D: &s.localRetention}, "local-retention-time", "with --tiering: keep uploaded segments on the SPU's disk this long: 7d, 36h; -1 for as long as --retention-time (default: the cluster's)")
+	fl.Int64Var(&s.localRetentionBytes, "local-retention-bytes", 0, "with --tiering: keep at most this many bytes per partition on the SPU's disk; -1 for no limit below --retention-bytes (default: the cluster's)")
 	fl.Int64Var(&s.segmentBytes, "segment-bytes", 0, "roll log segments at this size (default: the cluster's)")
 	fl.Var(&format.DurationValue{D: &s.segmentAge}, "segment-age", "roll log segments at this age: 1h, 1d (default: the cluster's)")
 	fl.Int32Var(&s.maxBatchBytes, "max-batch-bytes", 0, "largest batch the SPUs accept (default: the cluster's)")
@@ -69,15 +80,29 @@ func (s *settingsFlags) settings() (client.TopicSettings, error) {
 		return client.TopicSettings{}, cmdutil.Usagef("--max-batch-bytes must not be negative")
 	case s.retentionBytes < -1:
 		return client.TopicSettings{}, cmdutil.Usagef("--retention-bytes must be positive, or -1 for no limit")
+	case s.localRetentionBytes < -1:
+		return client.TopicSettings{}, cmdutil.Usagef("--local-retention-bytes must be positive, or -1 for no limit below --retention-bytes")
+	case s.retention > 0 && s.localRetention > s.retention:
+		return client.TopicSettings{}, cmdutil.Usagef("--local-retention-time %s exceeds --retention-time %s: the SPU's disk cannot keep records longer than the whole log",
+			format.FormatDuration(s.localRetention), format.FormatDuration(s.retention))
+	case s.retentionBytes > 0 && s.localRetentionBytes > s.retentionBytes:
+		return client.TopicSettings{}, cmdutil.Usagef("--local-retention-bytes %d exceeds --retention-bytes %d: the SPU's disk cannot hold more than the whole log",
+			s.localRetentionBytes, s.retentionBytes)
 	}
-	return client.TopicSettings{
-		Retention:      s.retention,
-		RetentionBytes: s.retentionBytes,
-		SegmentBytes:   s.segmentBytes,
-		SegmentAge:     s.segmentAge,
-		MaxBatchBytes:  s.maxBatchBytes,
-		Durability:     d,
-	}, nil
+	out := client.TopicSettings{
+		Retention:           s.retention,
+		RetentionBytes:      s.retentionBytes,
+		SegmentBytes:        s.segmentBytes,
+		SegmentAge:          s.segmentAge,
+		MaxBatchBytes:       s.maxBatchBytes,
+		Durability:          d,
+		LocalRetention:      s.localRetention,
+		LocalRetentionBytes: s.localRetentionBytes,
+	}
+	if s.fl != nil && s.fl.Changed("tiering") {
+		out.Tiering = client.Tiering(s.tiering)
+	}
+	return out, nil
 }
 
 // CreateOptions are the flags of `spate topic create`.
@@ -96,10 +121,19 @@ func newCmdCreate(f *cmdutil.Factory) *cobra.Command {
 		Short: "Create a topic",
 		Long: `Create declares a topic with N partitions, each kept on R SPUs. Names are 1 to
 63 lower-case letters, digits and '-', starting and ending with a letter or a
-digit. Creating a name that exists fails with exit code 5.`,
+digit. Creating a name that exists fails with exit code 5.
+
+With --tiering, closed segments are uploaded to the cluster's object store:
+--retention-time and --retention-bytes then govern the whole log, object store
+included (up to 100 years), and --local-retention-time and
+--local-retention-bytes what stays on the SPU's disk, which must not exceed
+them. Consumers read old records from the object store transparently.`,
 		Example: `  spate topic create orders --partitions 6 --replication 1
   spate topic create audit --partitions 3 --replication 3 --retention-time 1y --durability fsync
-  spate topic create clicks --retention-time 36h --retention-bytes 10000000000 --segment-bytes 268435456`,
+  spate topic create clicks --retention-time 36h --retention-bytes 10000000000 --segment-bytes 268435456
+
+  # keep 7 days on the SPU, 3 years in S3
+  spate topic create history --tiering --retention-time 3y --local-retention-time 7d`,
 		Args: exactName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Partitions < 1 {
@@ -216,24 +250,74 @@ func newCmdDescribe(f *cmdutil.Factory) *cobra.Command {
 func writeTopic(f *cmdutil.Factory, t client.Topic) error {
 	w := f.IO.Out
 	s := t.Spec.Settings
-	fmt.Fprintf(w, "Name:            %s\n", t.Spec.Name)
-	fmt.Fprintf(w, "Status:          %s\n", stateText(t))
-	fmt.Fprintf(w, "Partitions:      %d\n", t.Spec.Partitions)
-	fmt.Fprintf(w, "Replication:     %d\n", t.Spec.ReplicationFactor)
-	fmt.Fprintf(w, "Retention time:  %s\n", format.FormatDuration(s.Retention))
-	fmt.Fprintf(w, "Retention bytes: %s\n", bytesText(s.RetentionBytes))
-	fmt.Fprintf(w, "Segment bytes:   %s\n", bytesText(s.SegmentBytes))
-	fmt.Fprintf(w, "Segment age:     %s\n", format.FormatDuration(s.SegmentAge))
-	fmt.Fprintf(w, "Max batch bytes: %s\n", bytesText(int64(s.MaxBatchBytes)))
-	fmt.Fprintf(w, "Durability:      %s\n", s.Durability)
+	line := func(label, value string) { fmt.Fprintf(w, "%-23s%s\n", label+":", value) }
+	line("Name", t.Spec.Name)
+	line("Status", stateText(t))
+	line("Partitions", strconv.Itoa(int(t.Spec.Partitions)))
+	line("Replication", strconv.Itoa(int(t.Spec.ReplicationFactor)))
+	line("Retention time", format.FormatDuration(s.Retention))
+	line("Retention bytes", bytesText(s.RetentionBytes))
+	line("Segment bytes", bytesText(s.SegmentBytes))
+	line("Segment age", format.FormatDuration(s.SegmentAge))
+	line("Max batch bytes", bytesText(int64(s.MaxBatchBytes)))
+	line("Durability", s.Durability.String())
+	line("Tiering", onOff(s.Tiered()))
+	if s.Tiered() || s.LocalRetention != 0 || s.LocalRetentionBytes != 0 {
+		unused := ""
+		if !s.Tiered() {
+			unused = " (unused: tiering is off)"
+		}
+		line("Local retention time", localDurationText(s.LocalRetention)+unused)
+		line("Local retention bytes", localBytesText(s.LocalRetentionBytes)+unused)
+	}
 	if !t.CreatedAt.IsZero() {
-		fmt.Fprintf(w, "Created:         %s\n", t.CreatedAt.Format(time.RFC3339))
+		line("Created", t.CreatedAt.Format(time.RFC3339))
 	}
 	if len(t.Partitions) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
-	return format.WriteTable(w, partitionHeader, partitionRows("", t.Partitions))
+	if !s.Tiered() && !hasRemote(t.Partitions) {
+		return format.WriteTable(w, partitionHeader, partitionRows("", t.Partitions))
+	}
+	if err := format.WriteTable(w, tieredHeader, tieredRows(t.Partitions)); err != nil {
+		return err
+	}
+	for _, p := range t.Partitions {
+		if p.TieringError != "" {
+			fmt.Fprintf(w, "partition %d: uploads failing: %s\n", p.Partition, p.TieringError)
+		}
+	}
+	return nil
+}
+
+// tieredHeader and tieredRows render the partitions of a tiered topic:
+// LOCAL START and LOCAL SIZE are the SPU's disk, REMOTE the object store.
+var tieredHeader = []string{"PARTITION", "LEADER", "REPLICAS", "STATUS", "LOCAL START", "REMOTE START", "END", "LOCAL SIZE", "REMOTE SIZE", "UPLOAD LAG"}
+
+func tieredRows(parts []client.PartitionStatus) [][]string {
+	rows := partitionRows("", parts)
+	for i, p := range parts {
+		remoteStart := "-"
+		if p.RemoteStartOffset >= 0 && p.RemoteSize > 0 {
+			remoteStart = strconv.FormatInt(p.RemoteStartOffset, 10)
+		}
+		r := rows[i] // PARTITION LEADER REPLICAS STATUS START END SIZE
+		rows[i] = []string{r[0], r[1], r[2], r[3], r[4], remoteStart, r[5], r[6],
+			strconv.FormatInt(p.RemoteSize, 10), strconv.FormatInt(p.UploadLag, 10)}
+	}
+	return rows
+}
+
+// hasRemote reports whether any partition has something in, or on its way
+// to, the object store: tiering may have been turned off since.
+func hasRemote(parts []client.PartitionStatus) bool {
+	for _, p := range parts {
+		if p.RemoteSize > 0 || p.UploadLag > 0 || p.TieringError != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // partitionHeader and partitionRows render partitions, as in `spate
@@ -277,9 +361,19 @@ func newCmdUpdate(f *cmdutil.Factory) *cobra.Command {
 		Use:   "update NAME",
 		Short: "Change the settings of a live topic",
 		Long: `Update changes a topic's storage settings while it serves producers and
-consumers. Settings not given stay as they are.`,
+consumers. Settings not given stay as they are.
+
+--tiering turns tiering on; --tiering=false turns it off, keeping the local
+retention settings, unused, until it is turned on again. The local retention
+settings need tiering on and must not exceed --retention-time and
+--retention-bytes.`,
 		Example: `  spate topic update orders --retention-time 30d
-  spate topic update orders --retention-bytes -1 --durability fsync`,
+  spate topic update orders --retention-bytes -1 --durability fsync
+
+  # keep 7 days on the SPU, 3 years in S3
+  spate topic update orders --tiering --retention-time 3y --local-retention-time 7d
+  spate topic update orders --local-retention-time 1d
+  spate topic update orders --tiering=false`,
 		Args: exactName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			settings, err := sf.settings()
@@ -287,7 +381,7 @@ consumers. Settings not given stay as they are.`,
 				return err
 			}
 			if settings == (client.TopicSettings{}) {
-				return cmdutil.Usagef("nothing to update: give at least one of --retention-time, --retention-bytes, --segment-bytes, --segment-age, --max-batch-bytes, --durability")
+				return cmdutil.Usagef("nothing to update: give at least one of --retention-time, --retention-bytes, --segment-bytes, --segment-age, --max-batch-bytes, --durability, --tiering, --local-retention-time, --local-retention-bytes")
 			}
 			c, err := f.AdminClient("topic update")
 			if err != nil {
@@ -297,8 +391,14 @@ consumers. Settings not given stay as they are.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(f.IO.Out, "topic %q updated: retention %s, retention bytes %s\n", t.Spec.Name,
-				format.FormatDuration(t.Spec.Settings.Retention), bytesText(t.Spec.Settings.RetentionBytes))
+			ts := t.Spec.Settings
+			tiering := "tiering off"
+			if ts.Tiered() {
+				tiering = fmt.Sprintf("tiering on, local retention %s, local retention bytes %s",
+					localDurationText(ts.LocalRetention), localBytesText(ts.LocalRetentionBytes))
+			}
+			fmt.Fprintf(f.IO.Out, "topic %q updated: retention %s, retention bytes %s, %s\n", t.Spec.Name,
+				format.FormatDuration(ts.Retention), bytesText(ts.RetentionBytes), tiering)
 			return nil
 		},
 	}
@@ -410,6 +510,29 @@ func stateText(t client.Topic) string {
 		return t.State.String() + " (" + t.Reason + ")"
 	}
 	return t.State.String()
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// localDurationText and localBytesText print the local retention settings,
+// whose -1 means "as much as the whole log".
+func localDurationText(d time.Duration) string {
+	if d < 0 {
+		return "as long as retention time"
+	}
+	return format.FormatDuration(d)
+}
+
+func localBytesText(n int64) string {
+	if n < 0 {
+		return "no limit below retention bytes"
+	}
+	return bytesText(n)
 }
 
 func bytesText(n int64) string {

@@ -11,7 +11,8 @@
 // it. Tenants, people and the clusters' records are the tenancy package's,
 // under "/spate/v1/cloud/". Values are JSON objects.
 //
-//	topics/<name>                 Topic: the declared spec, settings, creation
+//	topics/<name>                 Topic: the declared spec, settings (tiering
+//	                              and local retention among them), creation
 //	                              time and the deleting flag. Created with a
 //	                              create-if-absent transaction.
 //	placements/<name>             Placement: per partition (by index) the
@@ -25,8 +26,10 @@
 //	                              that each heartbeat keeps alive: the key
 //	                              exists exactly while the SPU is online.
 //	spu-status/<id>               SPUStatus: the last heartbeat's time and
-//	                              the replicas the SPU reported, under the
-//	                              same lease.
+//	                              the replicas the SPU reported (offsets,
+//	                              sizes and, with tiering, the remote start,
+//	                              remote size, upload lag and upload error),
+//	                              under the same lease.
 //	/spate/v1/leader/<lease>      (global) etcd election keys of the control-plane
 //	                              replicas (concurrency.Election); the oldest
 //	                              one leads the reconcilers.

@@ -64,7 +64,20 @@ type Settings struct {
 	MaxBatchBytes  *int32 `json:"max_batch_bytes,omitempty"`
 	// Durability is "write", "fsync" or empty.
 	Durability string `json:"durability,omitempty"`
+	// Tiering uploads closed segments to the object store; nil and false
+	// are off. With tiering on, RetentionMs and RetentionBytes govern the
+	// whole log, remote included, and the Local ones the SPU's disk.
+	Tiering *bool `json:"tiering,omitempty"`
+	// LocalRetentionMs and LocalRetentionBytes bound what stays on the
+	// SPU's disk once uploaded (-1: no bound below the whole log's). They
+	// are kept, unused, while tiering is off, and apply again when it is
+	// turned back on.
+	LocalRetentionMs    *int64 `json:"local_retention_ms,omitempty"`
+	LocalRetentionBytes *int64 `json:"local_retention_bytes,omitempty"`
 }
+
+// Tiered reports whether tiering is on.
+func (s Settings) Tiered() bool { return s.Tiering != nil && *s.Tiering }
 
 // Topic is a declared topic.
 type Topic struct {
@@ -104,6 +117,13 @@ type ReplicaStatus struct {
 	EndOffset   int64  `json:"end_offset"`
 	SizeBytes   int64  `json:"size_bytes"`
 	LeaderEpoch int32  `json:"leader_epoch"`
+	// With tiering, what the leader reports: the first offset and the
+	// bytes in the object store (-1 and 0 when nothing is), the bytes of
+	// closed segments not yet uploaded, and why uploads fail.
+	RemoteStartOffset int64  `json:"remote_start_offset,omitempty"`
+	RemoteSizeBytes   int64  `json:"remote_size_bytes,omitempty"`
+	UploadLagBytes    int64  `json:"upload_lag_bytes,omitempty"`
+	TieringError      string `json:"tiering_error,omitempty"`
 }
 
 // SPUStatus is an SPU's last heartbeat.
