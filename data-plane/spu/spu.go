@@ -43,6 +43,10 @@ import (
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/data-plane/internal/service"
 	"github.com/spatehq/spate/internal/h2c"
+	"github.com/spatehq/spate/tiered-storage/objstore/local"
+	"github.com/spatehq/spate/tiered-storage/objstore/s3"
+	"github.com/spatehq/spate/tiered-storage/remote"
+	"github.com/spatehq/spate/tiered-storage/upload"
 )
 
 // Config configures an SPU. The zero value of each storage field takes the
@@ -69,6 +73,12 @@ type Config struct {
 	// TLS makes the SPU serve HTTPS and require client certificates. Set
 	// all of its files or none.
 	TLS TLS
+
+	// Tier is the object store of tiered storage, where the leaders of
+	// partitions whose settings turn tiering on upload their closed
+	// segments. The zero value has none: such partitions then keep their
+	// local retention and report that the SPU has no object store.
+	Tier Tier
 
 	// SegmentBytes rolls the active segment at this size. Default 1 GiB.
 	SegmentBytes int64
@@ -144,6 +154,58 @@ func (t TLS) Validate() error {
 	return nil
 }
 
+// Tier configures the object store of tiered storage: a local folder (Dir)
+// or an S3 bucket (S3Bucket), not both. There is no default store: a folder
+// on the SPU's own disk would be no safer than the data directory, so the
+// choice is the operator's (`spate local up` passes a folder per cluster).
+//
+// S3 credentials come from the AWS default chain (AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, shared files, web identity, instance roles), never
+// from flags, which other users of the machine can read.
+type Tier struct {
+	// Dir is the folder of a local object store (package
+	// objstore/local). It holds one cluster's objects.
+	Dir string
+	// S3Endpoint is the URL of an S3-compatible server; empty for AWS S3.
+	S3Endpoint string
+	// S3Region is the region requests are signed for. Default us-east-1.
+	S3Region string
+	// S3Bucket is the bucket; it must exist.
+	S3Bucket string
+	// S3Prefix puts the cluster's objects under "<prefix>/". Default, with
+	// TLS: "<tenant>/<cluster>" from the SPU's certificate; without TLS it
+	// is required, so that two clusters never share keys.
+	S3Prefix string
+	// S3PathStyle addresses the bucket in the URL path (most
+	// S3-compatible servers need it).
+	S3PathStyle bool
+	// UploadConcurrency is how many segments go up at once over all
+	// partitions. Default 2.
+	UploadConcurrency int
+	// UploadBytesPerSecond limits the upload bandwidth over all
+	// partitions; 0 for no limit.
+	UploadBytesPerSecond int64
+}
+
+// Enabled reports whether an object store is configured.
+func (t Tier) Enabled() bool { return t.Dir != "" || t.S3Bucket != "" }
+
+// Validate reports what is wrong with the tiering flags.
+func (t Tier) Validate(tlsOn bool) error {
+	s3Set := t.S3Endpoint != "" || t.S3Region != "" || t.S3Prefix != "" || t.S3PathStyle
+	switch {
+	case t.Dir != "" && (t.S3Bucket != "" || s3Set):
+		return errors.New("spu: choose one object store: --tier-dir or --tier-s3-bucket, not both")
+	case t.S3Bucket == "" && s3Set:
+		return errors.New("spu: the --tier-s3-* flags need --tier-s3-bucket")
+	case t.S3Bucket != "" && t.S3Prefix == "" && !tlsOn:
+		return errors.New("spu: --tier-s3-bucket needs --tier-s3-prefix (<tenant>/<cluster>) without TLS, so that clusters never share keys")
+	case t.UploadConcurrency < 0 || t.UploadBytesPerSecond < 0:
+		return errors.New("spu: --tier-upload-concurrency and --tier-upload-bytes-per-second must not be negative")
+	}
+	return nil
+}
+
 // DefaultAddr is where an SPU listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:9010"
 
@@ -159,6 +221,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("spu: id %d is negative", c.ID)
 	}
 	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Tier.Validate(c.TLS.Enabled()); err != nil {
 		return err
 	}
 	for _, u := range []struct{ name, url string }{{"control plane", c.ControlPlane}, {"public address", c.PublicAddr}} {
@@ -221,6 +286,8 @@ type Server struct {
 	cfg      Config
 	logger   *slog.Logger
 	replicas *replica.Manager
+	tier     *upload.Manager // nil without an object store
+	remote   *remote.Reader  // nil without an object store
 	handler  http.Handler
 	tls      *tlsState // nil without TLS
 }
@@ -293,8 +360,20 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	replicas, err := replica.Open(cfg.DataDir, lc, reg, logger)
+	var ropts []replica.Option
+	var tier *upload.Manager
+	if cfg.Tier.Enabled() {
+		var err error
+		if tier, err = openTier(cfg, st, reg, logger); err != nil {
+			return nil, err
+		}
+		ropts = append(ropts, replica.WithTiering(tier))
+	}
+	replicas, err := replica.Open(cfg.DataDir, lc, reg, logger, ropts...)
 	if err != nil {
+		if tier != nil {
+			tier.Close()
+		}
 		return nil, err
 	}
 	metrics := service.NewMetrics(reg)
@@ -311,6 +390,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	produce := &service.Produce{Replicas: replicas, Metrics: metrics, Logger: logger, Authz: az}
 	consume := &service.Consume{Replicas: replicas, Metrics: metrics, Logger: logger}
+	var reader *remote.Reader
+	if tier != nil {
+		// Reads below a partition's local start come from the remote tier.
+		reader = remote.NewReader(tier.Store(), remote.WithRegisterer(reg), remote.WithLogger(logger),
+			remote.WithTiered(func(topic string, partition int32) bool {
+				r, err := replicas.Get(topic, partition)
+				return err == nil && r.Spec().Settings.Tiering
+			}))
+		consume.Remote = reader
+	}
 	parts := &service.Partitions{Replicas: replicas, Logger: logger, Authz: az}
 	mux.Handle(dataplanev1connect.NewProduceServiceHandler(produce, opts...))
 	mux.Handle(dataplanev1connect.NewConsumeServiceHandler(consume, opts...))
@@ -327,7 +416,69 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if az != nil {
 		handler = az.Middleware(mux)
 	}
-	return &Server{cfg: cfg, logger: logger, replicas: replicas, handler: handler, tls: st}, nil
+	return &Server{cfg: cfg, logger: logger, replicas: replicas, tier: tier, remote: reader, handler: handler, tls: st}, nil
+}
+
+// openTier opens the object store and the upload manager of tiered
+// storage.
+func openTier(cfg Config, st *tlsState, reg prometheus.Registerer, logger *slog.Logger) (*upload.Manager, error) {
+	t := cfg.Tier
+	ucfg := upload.Config{Concurrency: t.UploadConcurrency, Registerer: reg, Logger: logger}
+	if t.Dir != "" {
+		store, err := local.New(t.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("spu: tier folder: %w", err)
+		}
+		ucfg.Store = store
+		ucfg.BytesPerSecond = t.UploadBytesPerSecond
+		logger.Info("tiered storage in a local folder", "dir", store.Root())
+	} else {
+		prefix := t.S3Prefix
+		if prefix == "" && st != nil {
+			prefix = st.self.Tenant + "/" + st.self.Cluster
+		}
+		store, err := s3.New(context.Background(), s3.Config{
+			Endpoint:             t.S3Endpoint,
+			Region:               t.S3Region,
+			Bucket:               t.S3Bucket,
+			Prefix:               prefix,
+			PathStyle:            t.S3PathStyle,
+			UploadBytesPerSecond: t.UploadBytesPerSecond,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("spu: tier S3 store: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := store.Check(ctx); err != nil {
+			// Not fatal: produce goes on from local disk and uploads
+			// retry until the store answers.
+			logger.Warn("tiered storage: the S3 bucket is not usable yet; uploads will retry", "bucket", t.S3Bucket, "prefix", prefix, "err", err)
+		}
+		ucfg.Store = store
+		logger.Info("tiered storage in S3", "endpoint", t.S3Endpoint, "bucket", t.S3Bucket, "prefix", prefix)
+	}
+	tier, err := upload.New(ucfg)
+	if err != nil {
+		return nil, fmt.Errorf("spu: %w", err)
+	}
+	return tier, nil
+}
+
+// Replicas returns the SPU's replicas, for embedding and tests.
+func (s *Server) Replicas() *replica.Manager { return s.replicas }
+
+// closeStorage closes the replicas (which stops their uploaders), then the
+// upload manager and the remote reader.
+func (s *Server) closeStorage() error {
+	err := s.replicas.Close()
+	if s.tier != nil {
+		s.tier.Close()
+	}
+	if s.remote != nil {
+		s.remote.Close()
+	}
+	return err
 }
 
 // Handler returns the SPU's HTTP handler, for embedding and tests.
@@ -353,7 +504,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		var err error
 		ag, err = agent.New(acfg, s.replicas, s.logger)
 		if err != nil {
-			s.replicas.Close()
+			s.closeStorage()
 			return fmt.Errorf("spu: %w", err)
 		}
 	}
@@ -393,7 +544,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	stopAgent()
 	agents.Wait()
-	if cerr := s.replicas.Close(); cerr != nil {
+	if cerr := s.closeStorage(); cerr != nil {
 		s.logger.Error("close replicas", "err", cerr)
 	}
 	s.logger.Info("spu stopped")
@@ -423,7 +574,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		s.replicas.Close()
+		s.closeStorage()
 		return fmt.Errorf("spu: listen: %w", err)
 	}
 	return s.Serve(ctx, l)

@@ -50,7 +50,16 @@ monitoring service account's. Without them anyone who reaches the port may do an
 that for development on one machine only.
 
 Storage flags set the defaults of partitions whose own settings leave them
-unset.`,
+unset.
+
+Tiered storage: the leader of a partition whose settings turn tiering on
+uploads its closed segments to an object store, and local retention
+(local.retention.*) deletes a segment only once it is uploaded. The store is
+a folder (--tier-dir) or an S3 bucket (--tier-s3-bucket and the other
+--tier-s3-* flags); there is none by default. S3 credentials come from the
+AWS default chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, shared
+files, instance roles), never from flags. With TLS the S3 prefix defaults to
+<tenant>/<cluster> from the SPU's certificate.`,
 		Example: `  # an SPU on the default address with data in ./spu-data
   spate spu serve --data-dir ./spu-data
 
@@ -65,7 +74,14 @@ unset.`,
   spate spu serve --id 1 --addr 10.0.0.2:9011 --data-dir ./spu-1 \
     --control-plane https://cp.example:9000 \
     --tls-cert spu-1.pem --tls-key spu-1.key \
-    --cluster-ca cluster-ca.pem --control-plane-ca root-ca.pem`,
+    --cluster-ca cluster-ca.pem --control-plane-ca root-ca.pem
+
+  # tiered storage in a local folder
+  spate spu serve --data-dir ./spu-data --tier-dir ./tier
+
+  # tiered storage in S3 (credentials from the environment)
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... spate spu serve --data-dir ./spu-data \
+    --tier-s3-bucket spate-tier --tier-s3-prefix acme/prod --tier-upload-bytes-per-second 100000000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveRun(cmd, opts)
@@ -88,6 +104,14 @@ unset.`,
 	fl.IntVar(&opts.Config.MaxBatchBytes, "max-batch-bytes", 0, "largest batch accepted (default 8 MiB)")
 	fl.BoolVar(&opts.Config.Fsync, "fsync", false, "acknowledge produces after fsync by default (grouped across producers)")
 	fl.DurationVar(&opts.Config.RetentionCheckInterval, "retention-check-interval", time.Minute, "how often retention runs")
+	fl.StringVar(&opts.Config.Tier.Dir, "tier-dir", "", "folder of the object store of tiered storage (one cluster's; default none)")
+	fl.StringVar(&opts.Config.Tier.S3Endpoint, "tier-s3-endpoint", "", "URL of the S3-compatible server of tiered storage (default AWS S3)")
+	fl.StringVar(&opts.Config.Tier.S3Region, "tier-s3-region", "", "region of the S3 bucket (default us-east-1)")
+	fl.StringVar(&opts.Config.Tier.S3Bucket, "tier-s3-bucket", "", "S3 bucket of tiered storage; credentials come from the AWS default chain")
+	fl.StringVar(&opts.Config.Tier.S3Prefix, "tier-s3-prefix", "", "key prefix of this cluster in the bucket (default <tenant>/<cluster> from the TLS certificate; required without TLS)")
+	fl.BoolVar(&opts.Config.Tier.S3PathStyle, "tier-s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers need it)")
+	fl.IntVar(&opts.Config.Tier.UploadConcurrency, "tier-upload-concurrency", 2, "segments uploaded at once over all partitions")
+	fl.Int64Var(&opts.Config.Tier.UploadBytesPerSecond, "tier-upload-bytes-per-second", 0, "upload bandwidth limit over all partitions (0: none)")
 	fl.BoolVar(&opts.Config.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/")
 	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")

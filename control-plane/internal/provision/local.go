@@ -26,7 +26,8 @@ type LocalConfig struct {
 	Binary string
 	// DataDir holds, per cluster, the SPUs' data under
 	// clusters/<name>/spu-<id>, their logs in clusters/<name>/spu-<id>.log
-	// and the ports they were given in clusters/<name>/ports.json.
+	// and the ports they were given in clusters/<name>/ports.json, and the
+	// cluster's object store of tiered storage in tier/<name> (--tier-dir).
 	// Required.
 	DataDir string
 	// BasePort gives SPU i the port BasePort+i on 127.0.0.1. Zero picks a
@@ -210,6 +211,9 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 			"--data-dir", filepath.Join(c.dir, fmt.Sprintf("spu-%d", i)),
 			"--control-plane", spec.ControlPlane,
 			"--public-addr", scheme + addr,
+			// Tiered storage in a folder per cluster, shared by its
+			// SPUs (the cluster's prefix is the folder).
+			"--tier-dir", filepath.Join(l.cfg.DataDir, "tier", spec.Name),
 		}
 		var tlsDir string
 		if spec.Credentials != nil {
@@ -379,8 +383,8 @@ func (l *Local) State(cluster string) []SPUState {
 }
 
 // Delete stops the cluster's SPUs and waits for them; with deleteData it
-// then removes their data, logs and ports. Deleting an unknown cluster
-// only removes its data when asked.
+// then removes their data, logs, ports and tiered-storage folder. Deleting
+// an unknown cluster only removes its data when asked.
 func (l *Local) Delete(ctx context.Context, cluster string, deleteData bool) error {
 	if err := names.Topic(cluster); err != nil {
 		return fmt.Errorf("provision: cluster name: %w", err)
@@ -400,8 +404,10 @@ func (l *Local) Delete(ctx context.Context, cluster string, deleteData bool) err
 		stopAll(spus)
 	}
 	if deleteData && l.cfg.DataDir != "" {
-		if err := os.RemoveAll(filepath.Join(l.cfg.DataDir, "clusters", cluster)); err != nil {
-			return fmt.Errorf("provision: delete cluster %s data: %w", cluster, err)
+		for _, dir := range []string{filepath.Join(l.cfg.DataDir, "clusters", cluster), filepath.Join(l.cfg.DataDir, "tier", cluster)} {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("provision: delete cluster %s data: %w", cluster, err)
+			}
 		}
 	}
 	return ctx.Err()

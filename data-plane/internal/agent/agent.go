@@ -11,6 +11,10 @@
 // an empty store), an empty desired set at revision 0 is ignored until the
 // agent has received a non-empty set.
 //
+// Heartbeats carry, per replica, the local log's offsets and size and, with
+// tiering, the remote start offset, remote size, upload lag and what is
+// wrong with the remote tier (replica.TierReport).
+//
 // Each desired set also carries the tenant's access list, which the agent
 // hands to Config.Principals (the SPU's authorizer) as it arrives.
 package agent
@@ -294,15 +298,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 func (a *Agent) heartbeat(ctx context.Context) {
 	req := &internalv1.HeartbeatRequest{SpuId: a.cfg.ID, Address: a.cfg.Address}
 	for _, r := range a.replicas.List("") {
-		info := r.Log.Info()
-		req.Replicas = append(req.Replicas, &internalv1.ReplicaStatus{
-			Topic:       r.Topic,
-			Partition:   r.Partition,
-			StartOffset: info.StartOffset,
-			EndOffset:   info.EndOffset,
-			SizeBytes:   info.Size,
-			LeaderEpoch: info.LeaderEpoch,
-		})
+		req.Replicas = append(req.Replicas, replicaStatus(r))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -319,6 +315,25 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		a.mu.Lock()
 		a.interval = d
 		a.mu.Unlock()
+	}
+}
+
+// replicaStatus is what a heartbeat says of one replica: its local log and,
+// with tiering, its remote tier (remote start -1 when nothing is remote).
+func replicaStatus(r *replica.Replica) *internalv1.ReplicaStatus {
+	info := r.Log.Info()
+	tier := r.TierReport()
+	return &internalv1.ReplicaStatus{
+		Topic:             r.Topic,
+		Partition:         r.Partition,
+		StartOffset:       info.StartOffset,
+		EndOffset:         info.EndOffset,
+		SizeBytes:         info.Size,
+		LeaderEpoch:       info.LeaderEpoch,
+		RemoteStartOffset: tier.RemoteStartOffset,
+		RemoteSizeBytes:   tier.RemoteSizeBytes,
+		UploadLagBytes:    tier.UploadLagBytes,
+		TieringError:      tier.Error,
 	}
 }
 

@@ -94,6 +94,38 @@ type Config struct {
 	// enforces retention and rolls aged segments. Zero means
 	// DefaultRetentionCheckInterval (1 minute).
 	RetentionCheckInterval time.Duration
+
+	// Tiering means the closed segments are uploaded to an object store,
+	// which keeps the whole log: RetentionTime and RetentionBytes then
+	// govern the remote tier (the uploader enforces them), and local
+	// retention follows LocalRetentionTime and LocalRetentionBytes, and
+	// deletes a segment only once the DeletionGate allows it (see
+	// Log.SetDeletionGate). Without tiering the Local fields are ignored.
+	Tiering bool
+	// LocalRetentionTime and LocalRetentionBytes bound what stays on the
+	// local disk under tiering, like RetentionTime and RetentionBytes do
+	// without it. Zero means the whole log's limit (RetentionTime,
+	// RetentionBytes); a local limit larger than the whole log's is
+	// lowered to it.
+	LocalRetentionTime  time.Duration
+	LocalRetentionBytes int64
+}
+
+// localRetention returns the time and size limits that local retention
+// applies: the whole log's without tiering, the local ones (capped by the
+// whole log's) with it. Zero means no limit.
+func (c *Config) localRetention() (time.Duration, int64) {
+	if !c.Tiering {
+		return c.RetentionTime, c.RetentionBytes
+	}
+	t, b := c.RetentionTime, c.RetentionBytes
+	if c.LocalRetentionTime > 0 && (t == 0 || c.LocalRetentionTime < t) {
+		t = c.LocalRetentionTime
+	}
+	if c.LocalRetentionBytes > 0 && (b == 0 || c.LocalRetentionBytes < b) {
+		b = c.LocalRetentionBytes
+	}
+	return t, b
 }
 
 // DefaultConfig returns the default settings: 1 GiB segments rolled after 7
@@ -149,6 +181,12 @@ func (c Config) Validate() error {
 	}
 	if c.Durability != Write && c.Durability != Fsync {
 		errs = append(errs, fmt.Errorf("durability %d: must be Write or Fsync", int(c.Durability)))
+	}
+	if c.LocalRetentionTime < 0 {
+		errs = append(errs, fmt.Errorf("local retention time %v: must not be negative (0 means the whole log's)", c.LocalRetentionTime))
+	}
+	if c.LocalRetentionBytes < 0 {
+		errs = append(errs, fmt.Errorf("local retention bytes %d: must not be negative (0 means the whole log's)", c.LocalRetentionBytes))
 	}
 	if c.RetentionCheckInterval < 0 {
 		errs = append(errs, fmt.Errorf("retention check interval %v: must not be negative", c.RetentionCheckInterval))

@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 )
@@ -97,5 +99,59 @@ func TestDiskFull(t *testing.T) {
 	checkAll(t, l, want)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDiskFullWithUploadsFailing fills the disk of a tiered log whose
+// segments cannot be uploaded: appends fail with ErrNoSpace, nothing that
+// was acknowledged is deleted, Info says why; once the segments are
+// uploaded, retention frees the disk and appends succeed again.
+func TestDiskFullWithUploadsFailing(t *testing.T) {
+	mnt := mountTmpfs(t, "256k")
+	cfg := testConfig()
+	cfg.SegmentBytes = 32 << 10
+	cfg.IndexIntervalBytes = 4096
+	cfg.Tiering = true
+	cfg.LocalRetentionBytes = 64 << 10
+	l, err := commitlog.Open(filepath.Join(mnt, "topic-0"), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var uploaded atomic.Bool
+	l.SetDeletionGate(func(int64, int64) bool { return uploaded.Load() })
+
+	var want []appended
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		b := makeBatch(t, i, 4, 2000, 1000)
+		base, last, err := l.Append(b)
+		if err != nil {
+			full = err
+			break
+		}
+		want = append(want, appended{base: base, last: last, bytes: b})
+		if _, err := l.EnforceRetention(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !errors.Is(full, commitlog.ErrNoSpace) {
+		t.Fatalf("the disk never filled: %v", full)
+	}
+	info := l.Info()
+	if !info.DiskFull || info.RetentionHeldSegments == 0 || info.StartOffset != 0 {
+		t.Fatalf("with the disk full: %+v", info)
+	}
+	checkAll(t, l, want) // nothing acknowledged was lost
+
+	uploaded.Store(true)
+	if n, err := l.EnforceRetention(time.Now()); err != nil || n == 0 {
+		t.Fatalf("EnforceRetention after the uploads = %d, %v", n, err)
+	}
+	if _, _, err := l.Append(makeBatch(t, 0, 4, 2000, 1000)); err != nil {
+		t.Fatalf("append after retention freed the disk: %v", err)
+	}
+	if info := l.Info(); info.DiskFull || info.RetentionHeldSegments != 0 {
+		t.Fatalf("after freeing the disk: %+v", info)
 	}
 }

@@ -78,6 +78,20 @@
 // cut is logged. The leader epoch lies outside the batch CRC and so cannot be
 // checked.
 //
+// # Tiering
+//
+// With Config.Tiering the closed segments are also uploaded to an object
+// store (package tiered-storage/upload, wired in by package replica). The Log
+// offers what an uploader needs: ClosedSegments (base and last offsets,
+// leader epoch of the last batch, newest timestamp, size), Rolled (closed
+// when a segment closes), OpenClosedSegment (a segment, or its tail from a
+// batch boundary, with its indexes, readable even if deleted meanwhile), and
+// SetDeletionGate. Local retention then follows LocalRetentionTime and
+// LocalRetentionBytes, and deletes a segment only once the gate says it is
+// uploaded; what it holds back is reported by Info. RetentionTime and
+// RetentionBytes govern the remote tier. Without tiering none of this changes
+// what the Log does.
+//
 // # Concurrency
 //
 // A Log is safe for concurrent use: appends are serialized, and any number of

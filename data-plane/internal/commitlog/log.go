@@ -72,10 +72,16 @@ type Log struct {
 	durable    atomic.Int64  // offsets below it are fsynced
 	fsyncs     atomic.Uint64
 
-	// chMu guards changed and changedTaken.
+	// chMu guards changed, changedTaken and rolled.
 	chMu         sync.Mutex
 	changed      chan struct{}
 	changedTaken bool
+	rolled       chan struct{} // closed at the next roll, Reset or Close
+
+	// tiering state: see tiering.go.
+	gate     atomic.Pointer[DeletionGate]
+	held     atomic.Pointer[heldState]
+	diskFull atomic.Bool // the last append failed for lack of space
 
 	stop          chan struct{} // closed by Close to stop the goroutines
 	configChanged chan struct{} // wakes the retention loop; capacity 1
@@ -95,6 +101,15 @@ type Info struct {
 	// since Open, plus the segments fsynced by Close: with group commit it
 	// grows much slower than the number of Syncs.
 	Fsyncs uint64
+	// RetentionHeldSegments and RetentionHeldBytes are the closed segments
+	// that local retention would delete but keeps because the deletion
+	// gate (tiering) does not yet allow it: they are not uploaded. Zero
+	// without tiering.
+	RetentionHeldSegments int
+	RetentionHeldBytes    int64
+	// DiskFull reports that the last append failed for lack of disk space
+	// (ErrNoSpace); the next successful append clears it.
+	DiskFull bool
 }
 
 // Append validates b, which holds one or more whole batches, stamps them with
@@ -158,6 +173,7 @@ func (l *Log) append(b []byte, replicated bool) (base, last int64, err error) {
 			now.Sub(s.w.rollBase) >= cfg.SegmentAge ||
 			s.next.Load()+records-s.base > math.MaxUint32) {
 		if err := l.roll(now); err != nil {
+			l.noteNoSpace(err)
 			return 0, 0, err
 		}
 		s = l.active
@@ -184,14 +200,18 @@ func (l *Log) append(b []byte, replicated bool) (base, last int64, err error) {
 		if terr := s.w.f.Truncate(pos); terr != nil {
 			l.fail(fmt.Errorf("%w: truncate segment %d after a failed write: %w", ErrFailed, s.base, terr))
 		}
-		return 0, 0, ioError(fmt.Sprintf("append to segment %d", s.base), err)
+		err = ioError(fmt.Sprintf("append to segment %d", s.base), err)
+		l.noteNoSpace(err)
+		return 0, 0, err
 	}
 
 	interval := int64(cfg.IndexIntervalBytes)
 	maxTs := s.maxTs.Load()
 	bpos := pos
+	var epoch int32
 	for p := b; len(p) > 0; {
 		h, _ := batch.ParseHeader(p)
+		epoch = h.LeaderEpoch
 		s.addIndexEntries(uint32(h.BaseOffset-s.base), bpos, h.MaxTimestamp, interval)
 		maxTs = max(maxTs, h.MaxTimestamp)
 		bpos += int64(h.Size())
@@ -204,7 +224,11 @@ func (l *Log) append(b []byte, replicated bool) (base, last int64, err error) {
 	s.size.Store(bpos)
 	s.next.Store(next)
 	s.maxTs.Store(maxTs)
+	s.epoch.Store(int64(epoch))
 	l.end.Store(next)
+	if l.diskFull.Load() {
+		l.diskFull.Store(false)
+	}
 	l.notifyChanged()
 	return base, next - 1, nil
 }
@@ -268,6 +292,7 @@ func (l *Log) roll(now time.Time) error {
 	l.dirDirty = true
 	l.syncMu.Unlock()
 	l.kickSyncer() // rolled segments are fsynced whatever the durability
+	l.notifyRolled()
 	l.logger.Debug("rolled segment", "segment", old.base, "size", old.size.Load(), "next", ns.base)
 	return nil
 }
@@ -440,6 +465,10 @@ func (l *Log) Info() Info {
 		ActiveBase:    l.segs[len(l.segs)-1].base,
 		LeaderEpoch:   l.epoch.Load(),
 		Fsyncs:        l.fsyncs.Load(),
+		DiskFull:      l.diskFull.Load(),
+	}
+	if h := l.held.Load(); h != nil {
+		info.RetentionHeldSegments, info.RetentionHeldBytes = h.segments, h.bytes
 	}
 	for _, s := range l.segs {
 		info.Size += s.size.Load()
@@ -496,6 +525,10 @@ func (l *Log) Close() error {
 		l.changed = closedChan
 		l.changedTaken = false
 	}
+	if l.rolled != closedChan {
+		close(l.rolled)
+		l.rolled = closedChan
+	}
 	l.chMu.Unlock()
 	errs = append(errs, l.lock.Close())
 	return errors.Join(errs...)
@@ -531,6 +564,7 @@ func (l *Log) Reset() error {
 		return err
 	}
 	l.notifyChanged()
+	l.notifyRolled()
 	return nil
 }
 

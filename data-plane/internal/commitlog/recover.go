@@ -48,6 +48,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		roundDone:     make(chan struct{}),
 		kick:          make(chan struct{}, 1),
 		changed:       make(chan struct{}),
+		rolled:        make(chan struct{}),
 		stop:          make(chan struct{}),
 		configChanged: make(chan struct{}, 1),
 	}
@@ -281,6 +282,7 @@ func (l *Log) scan(base int64, cfg *Config) (*segment, *scanResult, error) {
 	s.size.Store(r.size)
 	s.next.Store(r.next)
 	s.maxTs.Store(r.maxTs)
+	s.epoch.Store(int64(r.epoch))
 	return s, &r, nil
 }
 
@@ -309,6 +311,7 @@ func (l *Log) loadClosed(base int64, sf *segmentFiles, next int64, cfg *Config) 
 	size := fi.Size()
 	s.size.Store(size)
 	s.next.Store(next)
+	s.epoch.Store(unknownEpoch)
 	offsets := next - base
 
 	var reason error
@@ -363,6 +366,9 @@ func (l *Log) loadClosed(base int64, sf *segmentFiles, next int64, cfg *Config) 
 			"segment", base, "position", r.size, "offset", r.next, "reason", r.bad)
 	}
 	s.maxTs.Store(r.maxTs)
+	if r.next == next {
+		s.epoch.Store(int64(r.epoch))
+	}
 	times := r.closedTimes()
 	if err := s.saveIndexes(r.index, times); err != nil {
 		l.logger.Warn("could not save rebuilt indexes", "segment", base, "err", err)

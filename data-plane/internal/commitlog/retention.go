@@ -14,13 +14,20 @@ import (
 // record of the oldest is older than RetentionTime, or while the log is
 // larger than RetentionBytes. The active segment is never deleted.
 //
+// With Config.Tiering, the limits are the local ones (LocalRetentionTime,
+// LocalRetentionBytes, capped by the whole log's), and a segment is deleted
+// only if the DeletionGate allows it: deletion stops at the first segment it
+// does not, and what is kept that way is reported by Info
+// (RetentionHeldSegments, RetentionHeldBytes) until it is uploaded.
+//
 // The background loop calls it every Config.RetentionCheckInterval; tests
 // and tools call it with a chosen now. Reads running concurrently finish
 // first; a read that then asks for a deleted offset fails with
 // ErrOffsetOutOfRange.
 func (l *Log) EnforceRetention(now time.Time) (deleted int, err error) {
 	cfg := l.cfg.Load()
-	cutoff := now.Add(-cfg.RetentionTime).UnixMilli()
+	retTime, retBytes := cfg.localRetention()
+	cutoff := now.Add(-retTime).UnixMilli()
 
 	l.appendMu.Lock()
 	if l.appendClosed {
@@ -28,7 +35,7 @@ func (l *Log) EnforceRetention(now time.Time) (deleted int, err error) {
 		return 0, ErrClosed
 	}
 	if s := l.active; l.failure.Load() == nil && s.size.Load() > 0 &&
-		(now.Sub(s.w.rollBase) >= cfg.SegmentAge || cfg.RetentionTime > 0 && s.maxTs.Load() < cutoff) {
+		(now.Sub(s.w.rollBase) >= cfg.SegmentAge || retTime > 0 && s.maxTs.Load() < cutoff) {
 		if err := l.roll(now); err != nil {
 			l.appendMu.Unlock()
 			return 0, fmt.Errorf("commitlog: roll aged segment: %w", err)
@@ -47,15 +54,40 @@ func (l *Log) EnforceRetention(now time.Time) (deleted int, err error) {
 	for _, s := range l.segs {
 		size += s.size.Load()
 	}
+	var gate DeletionGate
+	if g := l.gate.Load(); g != nil {
+		gate = *g
+	}
 	n := 0
-	for ; n < len(l.segs)-1; n++ {
-		s := l.segs[n]
-		expired := cfg.RetentionTime > 0 && s.maxTs.Load() < cutoff
-		tooLarge := cfg.RetentionBytes > 0 && size > cfg.RetentionBytes
+	var held heldState
+	for i := 0; i < len(l.segs)-1; i++ {
+		s := l.segs[i]
+		expired := retTime > 0 && s.maxTs.Load() < cutoff
+		tooLarge := retBytes > 0 && size > retBytes
 		if !expired && !tooLarge {
 			break
 		}
 		size -= s.size.Load()
+		if cfg.Tiering && (held.segments > 0 || gate == nil || !gate(s.base, s.next.Load()-1)) {
+			// Not uploaded yet: keep it, and every later one, which must
+			// stay contiguous with it.
+			held.segments++
+			held.bytes += s.size.Load()
+			continue
+		}
+		n++
+	}
+	if prev := l.held.Load(); held.segments > 0 || prev != nil {
+		if held.segments == 0 {
+			l.held.Store(nil)
+			l.logger.Info("local retention no longer holds segments for upload")
+		} else {
+			l.held.Store(&held)
+			if prev == nil {
+				l.logger.Warn("local retention is holding segments until they are uploaded",
+					"segments", held.segments, "bytes", held.bytes, "first", l.segs[n].base)
+			}
+		}
 	}
 	victims := l.segs[:n:n]
 	if n > 0 {

@@ -65,6 +65,10 @@ type segment struct {
 	size  atomic.Int64 // bytes of whole batches in the log file
 	next  atomic.Int64 // offset after the segment's last batch
 	maxTs atomic.Int64 // largest max timestamp of its batches, math.MinInt64 when empty
+	// epoch is the leader epoch of the last batch: -1 when the segment is
+	// empty, unknownEpoch until read (closed segments loaded without a
+	// scan). See Log.segmentEpoch.
+	epoch atomic.Int64
 
 	// file, index and times are always set for the active segment. For a
 	// closed one they are loaded on first use under loadMu, and dropped
@@ -211,6 +215,7 @@ func createSegment(dir string, base int64, now time.Time) (*segment, error) {
 	s := &segment{base: base, dir: dir}
 	s.next.Store(base)
 	s.maxTs.Store(math.MinInt64)
+	s.epoch.Store(-1)
 	f, err := os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, ioError("create segment", err)
@@ -431,7 +436,7 @@ func (s *segment) warn(logger *slog.Logger, msg string, args ...any) {
 // window reads a file through a buffer: peek returns the bytes at a position,
 // reading a chunk from there when they are not already buffered.
 type window struct {
-	f     *os.File
+	f     io.ReaderAt
 	limit int64 // bytes of the file that may be read
 	chunk int   // how much to read at once
 	buf   []byte
@@ -489,7 +494,7 @@ type scanResult struct {
 // verify, it checks every batch as recovery does (CRC, offsets following on
 // from base); without, only the headers, as an index rebuild does. It stops
 // at the first bad batch and says why in bad.
-func scanSegment(f *os.File, base, size, interval int64, verify bool) scanResult {
+func scanSegment(f io.ReaderAt, base, size, interval int64, verify bool) scanResult {
 	r := scanResult{next: base, maxTs: math.MinInt64, firstTs: math.MinInt64, epoch: -1, ib: newIndexBuilder()}
 	w := window{f: f, limit: size, chunk: 1 << 20}
 	pos := int64(0)

@@ -8,6 +8,14 @@
 // replication (package follower). The role is not persisted: after a restart
 // every replica leads until the agent applies the control plane's set.
 //
+// # Tiered storage
+//
+// With WithTiering, each replica whose settings turn tiering on gets an
+// uploader (package tiered-storage/upload) that uploads its closed segments
+// while the replica leads, and serves as its log's deletion gate: local
+// retention deletes only what is uploaded. Replica.TierReport says where the
+// remote tier stands, for heartbeats.
+//
 // # On-disk layout
 //
 //	<data dir>/<topic>/<partition>/replica.json   the declared Spec (JSON)

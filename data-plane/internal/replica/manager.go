@@ -11,12 +11,14 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/internal/names"
+	"github.com/spatehq/spate/tiered-storage/upload"
 )
 
 // Errors returned by the Manager.
@@ -71,6 +73,10 @@ type Replica struct {
 	spec     Spec
 	follower bool
 	leaderID int32
+
+	// uploader uploads the replica's closed segments when tiering is on
+	// (see WithTiering); nil otherwise.
+	uploader atomic.Pointer[upload.Uploader]
 }
 
 // SetLeader makes the replica its partition's leader, which accepts
@@ -78,16 +84,22 @@ type Replica struct {
 // standalone SPU leads every replica it holds.
 func (r *Replica) SetLeader() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.follower, r.leaderID = false, 0
+	r.mu.Unlock()
+	if u := r.uploader.Load(); u != nil {
+		u.SetLeader(true)
+	}
 }
 
 // SetFollower makes the replica a follower of SPU leader: produce is
 // refused with ErrNotLeader, and only replicated appends write its log.
 func (r *Replica) SetFollower(leader int32) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.follower, r.leaderID = true, leader
+	r.mu.Unlock()
+	if u := r.uploader.Load(); u != nil {
+		u.SetLeader(false)
+	}
 }
 
 // CheckLeader returns nil when the replica leads its partition, and
@@ -114,6 +126,7 @@ type Manager struct {
 	defaults commitlog.Config
 	logger   *slog.Logger
 	metrics  *metrics
+	tier     *upload.Manager // nil without tiered storage
 
 	mu       sync.RWMutex // guards replicas and closed; never held across disk I/O of a log
 	replicas map[Key]*Replica
@@ -143,7 +156,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // a Manager that creates new ones with the given defaults. A replica that
 // fails to load is logged and skipped, so one damaged partition does not
 // keep the SPU from serving the others.
-func Open(dir string, defaults commitlog.Config, reg prometheus.Registerer, logger *slog.Logger) (*Manager, error) {
+func Open(dir string, defaults commitlog.Config, reg prometheus.Registerer, logger *slog.Logger, opts ...Option) (*Manager, error) {
 	if err := defaults.Validate(); err != nil {
 		return nil, fmt.Errorf("replica defaults: %w", err)
 	}
@@ -151,6 +164,12 @@ func Open(dir string, defaults commitlog.Config, reg prometheus.Registerer, logg
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	m := &Manager{dir: dir, defaults: defaults, logger: logger, metrics: newMetrics(reg), replicas: map[Key]*Replica{}}
+	for _, o := range opts {
+		o(m)
+	}
+	if reg != nil {
+		reg.MustRegister(newStorageCollector(m))
+	}
 	m.sweepRemoved()
 	specs, err := filepath.Glob(filepath.Join(dir, "*", "*", "replica.json"))
 	if err != nil {
@@ -178,7 +197,7 @@ func (m *Manager) partitionDir(k Key) string {
 }
 
 func (m *Manager) open(spec Spec) (*Replica, error) {
-	cfg, err := spec.Settings.Apply(m.defaults)
+	cfg, err := m.logConfig(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
@@ -201,6 +220,7 @@ func (m *Manager) open(spec Spec) (*Replica, error) {
 	if spec.FollowsLeader != nil {
 		r.follower, r.leaderID = true, *spec.FollowsLeader
 	}
+	m.syncTiering(r, cfg)
 	return r, nil
 }
 
@@ -263,7 +283,7 @@ func (m *Manager) Ensure(spec Spec) (created bool, err error) {
 	if spec.Partition < 0 {
 		return false, fmt.Errorf("%w: partition %d is negative", ErrInvalidSpec, spec.Partition)
 	}
-	cfg, err := spec.Settings.Apply(m.defaults)
+	cfg, err := m.logConfig(spec)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
@@ -290,6 +310,12 @@ func (m *Manager) Ensure(spec Spec) (created bool, err error) {
 			r.follower, r.leaderID = true, *spec.FollowsLeader
 		}
 		r.mu.Unlock()
+		if spec.FollowsLeader != nil {
+			if u := r.uploader.Load(); u != nil {
+				u.SetLeader(false)
+			}
+		}
+		m.syncTiering(r, cfg)
 		return false, writeSpec(filepath.Join(m.partitionDir(spec.Key()), "replica.json"), spec)
 	}
 	if err := os.MkdirAll(m.partitionDir(spec.Key()), 0o755); err != nil {
@@ -321,6 +347,7 @@ func (m *Manager) Remove(k Key) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	m.stopTiering(r)
 	if err := r.Log.Close(); err != nil {
 		m.logger.Warn("close removed replica", "topic", k.Topic, "partition", k.Partition, "err", err)
 	}
@@ -353,6 +380,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	var errs []error
 	for _, r := range rs {
+		m.stopTiering(r)
 		errs = append(errs, r.Log.Close())
 	}
 	return errors.Join(errs...)

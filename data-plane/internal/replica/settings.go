@@ -17,6 +17,14 @@ type Settings struct {
 	RetentionBytes int64  `json:"retention_bytes,omitempty"`
 	MaxBatchBytes  int    `json:"max_batch_bytes,omitempty"`
 	Durability     string `json:"durability,omitempty"` // "write", "fsync" or "" for the default
+	// Tiering uploads closed segments to the SPU's object store; then
+	// RetentionMS and RetentionBytes govern the whole log (remote
+	// included), and LocalRetentionMS and LocalRetentionBytes the SPU's
+	// disk (0: the SPU's default, -1: no local limit beyond the whole
+	// log's).
+	Tiering             bool  `json:"tiering,omitempty"`
+	LocalRetentionMS    int64 `json:"local_retention_ms,omitempty"`
+	LocalRetentionBytes int64 `json:"local_retention_bytes,omitempty"`
 }
 
 // Apply overlays s on the defaults d and returns the log configuration.
@@ -50,6 +58,23 @@ func (s Settings) Apply(d commitlog.Config) (commitlog.Config, error) {
 	if s.MaxBatchBytes > 0 {
 		c.MaxBatchBytes = s.MaxBatchBytes
 	}
+	c.Tiering = s.Tiering
+	switch {
+	case s.LocalRetentionMS == -1:
+		c.LocalRetentionTime = 0
+	case s.LocalRetentionMS > 0:
+		c.LocalRetentionTime = time.Duration(s.LocalRetentionMS) * time.Millisecond
+	case s.LocalRetentionMS < -1:
+		return c, fmt.Errorf("local retention time %d ms: use a positive value, or -1 for the whole log's", s.LocalRetentionMS)
+	}
+	switch {
+	case s.LocalRetentionBytes == -1:
+		c.LocalRetentionBytes = 0
+	case s.LocalRetentionBytes > 0:
+		c.LocalRetentionBytes = s.LocalRetentionBytes
+	case s.LocalRetentionBytes < -1:
+		return c, fmt.Errorf("local retention bytes %d: use a positive value, or -1 for the whole log's", s.LocalRetentionBytes)
+	}
 	switch s.Durability {
 	case "":
 	case "write":
@@ -77,6 +102,10 @@ func SettingsFromProto(c *internalv1.ReplicaConfig) Settings {
 		RetentionMS:    c.RetentionMs,
 		RetentionBytes: c.RetentionBytes,
 		MaxBatchBytes:  int(c.MaxBatchBytes),
+
+		Tiering:             c.Tiering,
+		LocalRetentionMS:    c.LocalRetentionMs,
+		LocalRetentionBytes: c.LocalRetentionBytes,
 	}
 	switch c.Durability {
 	case internalv1.Durability_DURABILITY_WRITE:

@@ -23,6 +23,14 @@ func TestSettingsApply(t *testing.T) {
 		{name: "no size limit", s: replica.Settings{RetentionBytes: -1}, check: func(c commitlog.Config) bool { return c.RetentionBytes == 0 }},
 		{name: "fsync", s: replica.Settings{Durability: "fsync"}, check: func(c commitlog.Config) bool { return c.Durability == commitlog.Fsync }},
 		{name: "segment size", s: replica.Settings{SegmentBytes: 1 << 20}, check: func(c commitlog.Config) bool { return c.SegmentBytes == 1<<20 }},
+		{name: "tiering with local limits", s: replica.Settings{Tiering: true, LocalRetentionMS: 3600_000, LocalRetentionBytes: 1 << 30}, check: func(c commitlog.Config) bool {
+			return c.Tiering && c.LocalRetentionTime == time.Hour && c.LocalRetentionBytes == 1<<30
+		}},
+		{name: "no local limit", s: replica.Settings{Tiering: true, LocalRetentionMS: -1, LocalRetentionBytes: -1}, check: func(c commitlog.Config) bool {
+			return c.Tiering && c.LocalRetentionTime == 0 && c.LocalRetentionBytes == 0
+		}},
+		{name: "bad local retention", s: replica.Settings{LocalRetentionMS: -2}, err: true},
+		{name: "bad local bytes", s: replica.Settings{LocalRetentionBytes: -3}, err: true},
 		{name: "bad retention", s: replica.Settings{RetentionMS: -2}, err: true},
 		{name: "bad durability", s: replica.Settings{Durability: "maybe"}, err: true},
 		{name: "negative segment", s: replica.Settings{SegmentBytes: -1}, err: true},
@@ -56,6 +64,8 @@ func TestSettingsFromProto(t *testing.T) {
 		{"nil", nil, replica.Settings{}},
 		{"all fields", &internalv1.ReplicaConfig{SegmentBytes: 1, SegmentAgeMs: 2, RetentionMs: -1, RetentionBytes: 4, MaxBatchBytes: 5, Durability: internalv1.Durability_DURABILITY_FSYNC},
 			replica.Settings{SegmentBytes: 1, SegmentAgeMS: 2, RetentionMS: -1, RetentionBytes: 4, MaxBatchBytes: 5, Durability: "fsync"}},
+		{"tiering", &internalv1.ReplicaConfig{Tiering: true, LocalRetentionMs: 60_000, LocalRetentionBytes: -1},
+			replica.Settings{Tiering: true, LocalRetentionMS: 60_000, LocalRetentionBytes: -1}},
 		{"write", &internalv1.ReplicaConfig{Durability: internalv1.Durability_DURABILITY_WRITE}, replica.Settings{Durability: "write"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,77 @@
+package remote
+
+import (
+	"container/list"
+	"sync"
+)
+
+// cache is a byte-bounded LRU of immutable values (chunks of .log objects,
+// decoded indexes). Objects are immutable, so an entry never goes stale; it
+// is only evicted. It is safe for concurrent use.
+type cache struct {
+	mu    sync.Mutex // guards the fields below
+	limit int64
+	size  int64
+	ll    *list.List // front: most recently used; values are *cacheEntry
+	items map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key  string
+	val  any
+	size int64
+}
+
+func newCache(limit int64) *cache {
+	return &cache{limit: limit, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+// get returns the value under key and marks it used.
+func (c *cache) get(key string) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry).val, true
+}
+
+// contains reports whether key is cached, without marking it used.
+func (c *cache) contains(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[key]
+	return ok
+}
+
+// add stores val of size bytes under key and evicts the least recently used
+// entries beyond the limit. A value larger than the limit is not stored.
+func (c *cache) add(key string, val any, size int64) {
+	if size > c.limit {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[key]; ok {
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, val: val, size: size})
+	c.size += size
+	for c.size > c.limit {
+		e := c.ll.Back()
+		ce := e.Value.(*cacheEntry)
+		c.ll.Remove(e)
+		delete(c.items, ce.key)
+		c.size -= ce.size
+	}
+}
+
+// bytes returns the bytes held.
+func (c *cache) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
+}

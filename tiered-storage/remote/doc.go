@@ -1,0 +1,60 @@
+// Package remote reads the remote tier of partitions: the segments that
+// package upload put in an object store under the keys of package layout.
+// A [Reader] serves every partition of an SPU; the consume service asks it
+// for the offsets below a partition's local start offset and then goes on
+// from the local log, so that a consumer cannot tell where a batch came
+// from, apart from speed.
+//
+// # How a read is served
+//
+//  1. The partition's remote index is the listing of its prefix
+//     (layout.NewIndex), cached. A first read lists it page by page (1000
+//     keys a request) only as far as it needs, so that a read a year back
+//     in a partition of thousands of segments waits for one page, and the
+//     rest is listed in the background. Once older than IndexTTL it is
+//     listed again in full in the background (to see deletions by remote
+//     retention and the segments of a new leader) while readers go on with
+//     the old one: objects are immutable, so it is at worst incomplete. An
+//     offset past its end extends it at once from the last key seen (new
+//     uploads sort after every key listed; after an extension that found
+//     nothing, at most once per second).
+//  2. A read that goes on where an earlier one ended (the Reader
+//     remembers those positions) or at a segment's first offset starts
+//     there. Any other offset needs the segment's .index object (the
+//     commit log's sparse offset index), fetched once and cached: its last
+//     entry at or below the offset gives the byte position from which the
+//     batch headers are walked to the batch holding the offset. A missing or damaged .index is not
+//     fatal: the walk then starts at byte 0 (it is derived data, as in the
+//     commit log), and a warning is logged.
+//  3. The .log object is read in aligned chunks of ChunkBytes with ranged
+//     GETs. Chunks are kept in a byte-bounded LRU cache shared by every
+//     partition, together with the decoded indexes. Concurrent readers of
+//     one chunk share one GET.
+//  4. Every returned batch is checked: a sane header, offsets that follow
+//     on from the index entry and from each other, inside the segment's
+//     offsets, and its CRC (batch.Validate). Whatever does not agree fails
+//     the read with an error naming the topic, partition and the offset
+//     range of the segment; nothing is skipped.
+//  5. Read-ahead: after each read the next ReadAhead chunks of the segment,
+//     and at its end the next segment's first chunks, are fetched in the
+//     background (bounded in number), so that a sequential consumer finds
+//     them in the cache.
+//
+// # Why the cache is in memory
+//
+// The cache holds what read-ahead fetched until the consumer gets there and
+// what several consumers replaying the same range share. Both are short-lived
+// working sets of a few chunks per active remote consumer, so memory (a
+// bounded LRU, 256 MiB by default) serves them without a second copy
+// through the page cache, without a folder to clean up after a crash, and
+// without competing with the commit log for the SPU's disk, whose space
+// local retention manages and the object store exists to spare. A
+// consumer replaying years of data reads each chunk once anyway: a disk
+// cache would not save GETs for it.
+//
+// # Errors
+//
+// Errors wrap one of the package's sentinels, or objstore.ErrUnavailable
+// when the store could not be reached (retry later: [IsRetriable]).
+// Segment errors are a *[SegmentError], which names the segment.
+package remote
