@@ -57,7 +57,8 @@ bench: build ## Run the benchmark scenarios against Spate and NATS JetStream; wr
 	$(GO) run ./bench/cmd/spatebench -spate $(SPATE) -out bench
 
 .PHONY: gobench
-gobench: ## Run the Go micro-benchmarks of the hot paths
+gobench: ## Run the Go micro-benchmarks of the hot paths (object store ones against a local Versity S3 Gateway)
+	infra/scripts/install-versitygw.sh
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 .PHONY: fuzz
