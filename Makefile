@@ -53,7 +53,8 @@ run: build ## Start a local cluster (spate local up --spus 3) and run a demo tha
 	$(CURDIR)/infra/scripts/demo.sh $(SPATE)
 
 .PHONY: bench
-bench: build ## Run the benchmark scenarios against Spate and NATS JetStream; writes bench/RESULTS.md and bench/results.json
+bench: build ## Run the benchmark scenarios against Spate and NATS JetStream, and tiered storage against a local Versity S3 Gateway; writes bench/RESULTS.md and bench/results.json
+	infra/scripts/install-versitygw.sh
 	$(GO) run ./bench/cmd/spatebench -spate $(SPATE) -out bench
 
 .PHONY: gobench

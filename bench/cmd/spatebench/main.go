@@ -35,6 +35,12 @@ func main() {
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of the SPU and of the Spate client per scenario into this folder")
 	fl.BoolVar(&cfg.SkipMachine, "skip-machine", false, "skip the machine's reference figures (dd, fdatasync, loopback)")
 	fl.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the servers' logs in OUT/logs")
+	fl.BoolVar(&cfg.Tiered, "tiered", true, "run the tiered-storage scenarios against a Versity S3 Gateway (with -systems including spate)")
+	defGW := os.Getenv("SPATE_VERSITYGW")
+	if defGW == "" {
+		defGW = ".cache/bin/versitygw"
+	}
+	fl.StringVar(&cfg.VersityGW, "versitygw", defGW, "the versitygw binary of the tiered-storage scenarios (infra/scripts/install-versitygw.sh installs it; default $SPATE_VERSITYGW or .cache/bin/versitygw)")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fl.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

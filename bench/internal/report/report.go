@@ -64,6 +64,9 @@ type Run struct {
 	LatencySeconds  float64 `json:"latency_seconds"`
 	// Results has one object per scenario and system.
 	Results []scenario.Result `json:"results"`
+	// Tiered holds the tiered-storage scenarios' figures; nil when they
+	// did not run.
+	Tiered *Tiered `json:"tiered,omitempty"`
 }
 
 // Write writes RESULTS.md and results.json into dir.
@@ -100,13 +103,14 @@ func Markdown(run Run) []byte {
 	if ran(run, mtlsName) {
 		p("Spate ran twice: in plaintext (a standalone SPU over h2c, the `spate` columns) and over mTLS (an SPU of a cluster of a secure control plane, with a user's client certificate, the `Spate mTLS` columns; see [Spate over mTLS](#spate-over-mtls)). ")
 	}
-	p("Run it again with `make bench`; `go run ./bench/cmd/spatebench -help` lists the flags (`-quick` for a smoke run of under two minutes, `-only REGEXP` and `-systems spate` to run part of it, `-systems spate,spate-cluster,spate-mtls` to add Spate over h2c under a control plane, `-profile DIR` for CPU profiles of the SPU and the Spate client).\n\n")
+	p("Run it again with `make bench`; `go run ./bench/cmd/spatebench -help` lists the flags (`-quick` for a smoke run of under two minutes, `-only REGEXP` and `-systems spate` to run part of it, `-systems spate,spate-cluster,spate-mtls` to add Spate over h2c under a control plane, `-profile DIR` for CPU profiles of the SPU and the Spate client, `-only '^tiered'` for the tiered-storage scenarios alone, `-tiered=false` to leave them out).\n\n")
 
 	writeMachine(&b, run)
 	writeTargets(&b, run)
 	writeThroughput(&b, run)
 	writeLatency(&b, run)
 	writeTLS(&b, run)
+	writeTiered(&b, run)
 	writeMemory(&b, run)
 	writeAll(&b, run)
 	writeMethod(&b, run)
@@ -188,7 +192,7 @@ func writeTargets(b *bytes.Buffer, run Run) {
 		{"idle SPU: under 30 MiB resident", "idle-write", rss, "MiB", 30, true},
 	}
 	p("## Spate against its targets\n\n")
-	p("The targets of issue 2, for client and SPU on the same 2 cores.\n\n")
+	p("The targets of issue 2 (and of issue 5 for tiered storage, see [Tiered storage](#tiered-storage)), for client and SPU on the same 2 cores.\n\n")
 	p("| target | goal | Spate | JetStream | met |\n| --- | ---: | ---: | ---: | --- |\n")
 	for _, t := range targets {
 		s, okS := find(run, t.scenario, spateName)
@@ -215,6 +219,11 @@ func writeTargets(b *bytes.Buffer, run Run) {
 			jsV = fmtFigure(t.value(j), t.unit)
 		}
 		p("| %s | %s | %s | %s | %s |\n", t.what, goal, spateV, jsV, met)
+	}
+	if run.Tiered != nil {
+		for _, r := range tieredTargets(run.Tiered) {
+			p("| %s | %s | %s | - | %s |\n", r[0], r[1], r[2], r[3])
+		}
 	}
 	p("\n")
 }

@@ -73,3 +73,26 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+func TestTieredTargets(t *testing.T) {
+	run := report.Run{
+		Started: time.Unix(0, 0), Finished: time.Unix(60, 0), CommandLine: "spatebench",
+		Tiered: &report.Tiered{
+			SegmentBytes: 64 << 20, ProducedBytes: 1 << 30, Segments: 16, UploadConcurrency: 2, ChunkBytes: 8 << 20,
+			UploadMBps: 300, RawPutStoreMBps: 350, RawPutSDKMBps: 400,
+			ColdLogMBps: 200, RawGet1MBps: 800, RawGet2MBps: 700,
+			FirstRecordSamples: 10, FirstRecordP50Ms: 5, FirstRecordP99Ms: 50, FirstRecordColdMs: 50,
+		},
+	}
+	md := string(report.Markdown(run))
+	for _, want := range []string{
+		"| tiered storage: uploads at least 80% of the S3 server's raw PUT throughput | 320 MB/s | 300 MB/s | - | **no** |",
+		"| tiered storage: cold replay from S3 at least 80% of the server's raw GET throughput | 640 MB/s | 200 MB/s | - | **no** |",
+		"| tiered storage: first record of a consume a year back under 100 ms (p99) | 100.00 ms | 50.00 ms | - | yes |",
+		"## Tiered storage", "| upload MB/s | 300.0 | 350.0 (objstore Put), 400.0 (SDK PutObject) | 75% |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md has no %q", want)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/spatehq/spate/bench/internal/report"
 	"github.com/spatehq/spate/bench/internal/scenario"
 	"github.com/spatehq/spate/bench/internal/spate"
+	"github.com/spatehq/spate/bench/internal/tiered"
 )
 
 // Config configures a benchmark run.
@@ -54,6 +55,12 @@ type Config struct {
 	KeepLogs bool
 	// CommandLine is how the benchmark was invoked, for the report.
 	CommandLine string
+	// Tiered runs the tiered-storage scenarios (package tiered) after the
+	// systems, against a Versity S3 Gateway started from VersityGW.
+	Tiered bool
+	// VersityGW is the versitygw binary
+	// (infra/scripts/install-versitygw.sh installs .cache/bin/versitygw).
+	VersityGW string
 }
 
 // AllSystems are the systems the benchmark knows, in the order they run.
@@ -177,6 +184,20 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	var tier *report.Tiered
+	if cfg.Tiered && slices.Contains(cfg.Systems, spate.Name) && matchesAny(cfg.Only, tiered.Names) {
+		logger.Info("tiered storage: starting versitygw and an SPU with an S3 tier")
+		f, err := os.Create(filepath.Join(logDir, "tiered.log"))
+		if err != nil {
+			return fmt.Errorf("suite: %w", err)
+		}
+		tier = tiered.Run(ctx, tiered.Config{Spate: cfg.Spate, VersityGW: cfg.VersityGW, WorkDir: work, Log: f,
+			Logger: logger.With("system", "spate-tiered"), Quick: cfg.Quick})
+		f.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	run := report.Run{
 		Started:     started,
 		Finished:    time.Now(),
@@ -186,6 +207,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Versions:    versions,
 		Options:     so,
 		Results:     results,
+		Tiered:      tier,
 	}
 	if err := report.Write(cfg.Out, run); err != nil {
 		return err
@@ -378,6 +400,11 @@ func natsTools(ctx context.Context, cfg Config, logger *slog.Logger) (server, cl
 		return "", "", err
 	}
 	return server, cli, nil
+}
+
+// matchesAny reports whether re is nil or matches one of names.
+func matchesAny(re *regexp.Regexp, names []string) bool {
+	return re == nil || slices.ContainsFunc(names, re.MatchString)
 }
 
 func fileExists(path string) bool {
