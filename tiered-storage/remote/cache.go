@@ -26,7 +26,8 @@ func newCache(limit int64) *cache {
 	return &cache{limit: limit, ll: list.New(), items: map[string]*list.Element{}}
 }
 
-// get returns the value under key and marks it used.
+// get returns the value under key and marks it used. A shared value is
+// retained for the caller, who must release it.
 func (c *cache) get(key string) (any, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -35,7 +36,11 @@ func (c *cache) get(key string) (any, bool) {
 		return nil, false
 	}
 	c.ll.MoveToFront(e)
-	return e.Value.(*cacheEntry).val, true
+	v := e.Value.(*cacheEntry).val
+	if s, ok := v.(shared); ok {
+		s.retain()
+	}
+	return v, true
 }
 
 // contains reports whether key is cached, without marking it used.
@@ -48,14 +53,23 @@ func (c *cache) contains(key string) bool {
 
 // add stores val of size bytes under key and evicts the least recently used
 // entries beyond the limit. A value larger than the limit is not stored.
+// A shared value passes one reference to the cache, which releases it when
+// it does not store the value or evicts it.
 func (c *cache) add(key string, val any, size int64) {
+	s, isShared := val.(shared)
 	if size > c.limit {
+		if isShared {
+			s.release()
+		}
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
+		if isShared {
+			s.release()
+		}
 		return
 	}
 	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, val: val, size: size})
@@ -66,7 +80,24 @@ func (c *cache) add(key string, val any, size int64) {
 		c.ll.Remove(e)
 		delete(c.items, ce.key)
 		c.size -= ce.size
+		if s, ok := ce.val.(shared); ok {
+			s.release()
+		}
 	}
+}
+
+// purge removes every entry.
+func (c *cache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.ll.Front(); e != nil; e = e.Next() {
+		if s, ok := e.Value.(*cacheEntry).val.(shared); ok {
+			s.release()
+		}
+	}
+	c.ll.Init()
+	clear(c.items)
+	c.size = 0
 }
 
 // bytes returns the bytes held.

@@ -89,3 +89,40 @@ func FuzzIndexDecoding(f *testing.F) {
 		}
 	})
 }
+
+// A pooled chunk buffer goes back to its pool only once the cache has let
+// go of it and every reader using it has released it.
+func TestCacheHoldsReferencesToSharedValues(t *testing.T) {
+	p := newBufferPool(1024)
+	c := newCache(2048)
+	a := p.get(1000) // one reference: ours
+	a.retain()       // the cache's
+	c.add("a", a, a.memory())
+	v, ok := c.get("a") // a reader's
+	if !ok || v.(*buffer) != a || a.refs.Load() != 3 {
+		t.Fatalf("get: %v %v, %d references, want 3", v, ok, a.refs.Load())
+	}
+	a.release() // ours
+	c.add("b", p.get(1000), 1024)
+	c.add("c", p.get(1000), 1024) // evicts a
+	if c.contains("a") || a.refs.Load() != 1 {
+		t.Fatalf("after eviction: cached %v, %d references, want 1 (the reader's)", c.contains("a"), a.refs.Load())
+	}
+	a.release()
+	if n := a.refs.Load(); n != 0 {
+		t.Fatalf("%d references left", n)
+	}
+	dup := p.get(1000)
+	c.add("b", dup, 1024) // already cached: the cache drops the new value's reference
+	if n := dup.refs.Load(); n != 0 {
+		t.Fatalf("a value not stored keeps %d references", n)
+	}
+	small := p.get(100) // a tail chunk: not pooled, counted at its size
+	if small.pool != nil || small.memory() != 100 {
+		t.Fatalf("a 100-byte chunk: pooled %v, memory %d", small.pool != nil, small.memory())
+	}
+	c.purge()
+	if c.bytes() != 0 {
+		t.Fatalf("after purge: %d bytes", c.bytes())
+	}
+}

@@ -27,18 +27,30 @@
 //     fatal: the walk then starts at byte 0 (it is derived data, as in the
 //     commit log), and a warning is logged.
 //  3. The .log object is read in aligned chunks of ChunkBytes with ranged
-//     GETs. Chunks are kept in a byte-bounded LRU cache shared by every
-//     partition, together with the decoded indexes. Concurrent readers of
-//     one chunk share one GET.
+//     GETs, straight into buffers recycled from a pool (no zeroing, no
+//     fresh memory per chunk). Chunks are kept in a byte-bounded LRU cache
+//     shared by every partition, together with the decoded indexes.
+//     Concurrent readers of one chunk share one GET. A chunk's buffer is
+//     reference-counted (the cache holds one reference, each read using it
+//     another) and goes back to the pool only when nothing uses it. Read
+//     returns a copy of the batches, so that nothing outside the Reader
+//     ever holds a pooled buffer; ReadFunc lends them, straight from the
+//     chunk, to a function for as long as it runs, which saves that copy
+//     (the larger part of what a replay costs the SPU beyond the GETs).
 //  4. Every returned batch is checked: a sane header, offsets that follow
 //     on from the index entry and from each other, inside the segment's
-//     offsets, and its CRC (batch.Validate). Whatever does not agree fails
-//     the read with an error naming the topic, partition and the offset
-//     range of the segment; nothing is skipped.
+//     offsets, and its CRC (batch.Next), once per read (on Read's copy,
+//     while it is in the CPU's caches). Whatever does not agree fails the read with an error
+//     naming the topic, partition and the offset range of the segment;
+//     nothing is skipped. The S3 store asks for no response checksum on
+//     ranged GETs: S3 keeps none for a range, and these CRCs cover the
+//     bytes.
 //  5. Read-ahead: after each read the next ReadAhead chunks of the segment,
-//     and at its end the next segment's first chunks, are fetched in the
+//     and at its end the next segments' first chunks, are fetched in the
 //     background (bounded in number), so that a sequential consumer finds
-//     them in the cache.
+//     them in the cache. A read that has to wait for a chunk already being
+//     fetched starts the read-ahead past it first, so that the store
+//     keeps ReadAhead+1 GETs of a sequential consumer in flight.
 //
 // # Why the cache is in memory
 //

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,7 +98,8 @@ type Reader struct {
 	store objstore.Store
 	opts  options
 	cache *cache
-	hints *cache // hintKey -> int64 byte position, counted 1 each
+	bufs  *bufferPool // of the chunks
+	hints *cache      // hintKey -> int64 byte position, counted 1 each
 	m     *metrics
 
 	mu      sync.Mutex // guards parts, flights and closed
@@ -118,9 +120,10 @@ type partKey struct {
 
 // flight is a fetch in progress that readers of the same key wait for.
 type flight struct {
-	done chan struct{}
-	val  any
-	err  error
+	done    chan struct{}
+	val     any
+	err     error
+	waiters int // guarded by Reader.mu: the callers waiting, each given a reference to a shared val
 }
 
 // NewReader returns a Reader of the objects in store.
@@ -147,6 +150,7 @@ func NewReader(store objstore.Store, opts ...Option) *Reader {
 		store:   store,
 		opts:    o,
 		cache:   c,
+		bufs:    poolFor(o.chunkBytes),
 		hints:   newCache(maxHints),
 		m:       newMetrics(o.reg, c),
 		parts:   map[partKey]*partState{},
@@ -157,14 +161,15 @@ func NewReader(store objstore.Store, opts ...Option) *Reader {
 	}
 }
 
-// Close stops the read-aheads and waits for them. Later calls fail with
-// ErrClosed. Close is idempotent.
+// Close stops the read-aheads, waits for them and empties the cache. Later
+// calls fail with ErrClosed. Close is idempotent.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	r.cache.purge() // its chunks' buffers go back to the pool
 	return nil
 }
 
@@ -186,8 +191,8 @@ func (r *Reader) Start(ctx context.Context, topic string, partition int32) (int6
 // leader stored them, starting with the batch that holds offset: as many as
 // fit in maxBytes but always that first batch, all from one remote segment
 // (and, but for a first batch that spans two, from one chunk of it), and the
-// offset that follows them. The slice may share memory with the Reader's
-// cache: the caller must not modify it.
+// offset that follows them. The slice is the caller's: the Reader keeps no
+// reference to it.
 //
 // It fails with an error wrapping ErrOffsetOutOfRange when offset is not
 // held remotely (the error gives the remote range), with a *SegmentError
@@ -195,35 +200,65 @@ func (r *Reader) Start(ctx context.Context, topic string, partition int32) (int6
 // and with one wrapping objstore.ErrUnavailable when the store could not be
 // reached (retry later).
 func (r *Reader) Read(ctx context.Context, topic string, partition int32, offset int64, maxBytes int) (batches []byte, next int64, err error) {
+	next, err = r.read(ctx, topic, partition, offset, maxBytes, true, func(b []byte) error { batches = b; return nil })
+	return batches, next, err
+}
+
+// ReadFunc is Read without the copy: it calls fn with the batches, a slice
+// that may be part of the Reader's cache, valid only until fn returns (fn
+// must neither modify nor keep it), and returns fn's error, if any. A
+// consumer that sends the batches on from fn saves a copy of every byte.
+func (r *Reader) ReadFunc(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, fn func(batches []byte) error) (next int64, err error) {
+	return r.read(ctx, topic, partition, offset, maxBytes, false, fn)
+}
+
+// read serves Read (copyOut: fn gets a copy of the batches) and ReadFunc.
+func (r *Reader) read(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, copyOut bool, fn func([]byte) error) (next int64, err error) {
 	defer func() { r.count(err) }()
 	if err := r.check(); err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
 		idx, err := r.index(ctx, topic, partition, func(x layout.Index) bool { _, ok := x.Find(offset); return ok }, offset, attempt > 0)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		i, err := segmentFor(topic, partition, idx, offset)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		seg := idx.Segments[i]
-		data, next, end, err := r.readSegment(ctx, seg, offset, maxBytes)
+		if pos, ok := r.knownPosition(seg, offset); ok && attempt == 0 && r.fetching(chunkKey(seg.Key(layout.LogSuffix), pos/r.opts.chunkBytes)) {
+			// A sequential consumer that caught up with the read-ahead:
+			// read ahead of the chunk it waits for now, not once it has
+			// it, so that the store always has ReadAhead+1 GETs of it in
+			// flight. (A chunk that this read must fetch itself goes first,
+			// alone: it is needed before the others.)
+			r.readAhead(idx, i, pos/r.opts.chunkBytes+1)
+		}
+		chunks := r.chunks(seg)
+		data, next, end, err := r.readSegment(ctx, chunks, offset, maxBytes, copyOut)
 		if errors.Is(err, objstore.ErrNotFound) && attempt == 0 {
 			// Remote retention or a new leader's upload may have replaced
 			// the segment since the listing: list again and retry once.
+			chunks.done()
 			continue
 		}
 		if err != nil {
-			return nil, 0, segmentError(seg, err)
+			chunks.done()
+			return 0, segmentError(seg, err)
 		}
 		r.m.servedBytes.Add(float64(len(data)))
 		if end < seg.Size {
 			r.hints.add(hintKey(seg, next), end, 1)
 		}
 		r.readAheadFrom(idx, i, end)
-		return data, next, nil
+		err = fn(data)
+		chunks.done() // data may be part of them
+		if err != nil {
+			return 0, err
+		}
+		return next, nil
 	}
 }
 
@@ -324,10 +359,14 @@ func segmentFor(topic string, partition int32, idx layout.Index, offset int64) (
 // readSegment reads from seg the batches from the one holding offset, up to
 // maxBytes (at least one), and returns them, the offset after them and the
 // byte position after them in the .log object.
-func (r *Reader) readSegment(ctx context.Context, seg layout.Segment, offset int64, maxBytes int) ([]byte, int64, int64, error) {
+//
+// With copyOut, the batches are a copy; without, they may be part of a chunk
+// that chunks holds: valid until chunks.done.
+func (r *Reader) readSegment(ctx context.Context, chunks *chunks, offset int64, maxBytes int, copyOut bool) ([]byte, int64, int64, error) {
+	seg := chunks.seg
 	var pos, expected int64
 	var h batch.Header
-	err := r.walk(ctx, seg, uint32(offset-seg.Base), func(hh batch.Header, p int64) bool {
+	err := r.walk(ctx, chunks, uint32(offset-seg.Base), func(hh batch.Header, p int64) bool {
 		if hh.NextOffset() > offset {
 			h, pos = hh, p
 			return true
@@ -340,12 +379,13 @@ func (r *Reader) readSegment(ctx context.Context, seg layout.Segment, offset int
 	if h.Length == 0 {
 		return nil, 0, 0, fmt.Errorf("%w: the segment ends before offset %d", ErrCorrupt, offset)
 	}
-	// The batches are returned as a slice of the cached chunk that holds
-	// them, without a copy: a read stops before a batch that would cross
-	// into the next chunk, unless it is the first, which is then copied.
+	// The batches are copied out of the chunk that holds them (for Read) in
+	// one copy, and their CRCs are checked on the copy, while it is still
+	// in the CPU's caches: a read stops before a batch that would cross into the next
+	// chunk, unless it is the first, which readAt then copies.
 	cs := r.opts.chunkBytes
 	start := pos
-	var first []byte // the first batch, when it spans chunks
+	spans := false // the first batch spans chunks
 	for {
 		size := int64(h.Size())
 		if pos+size > seg.Size {
@@ -354,15 +394,8 @@ func (r *Reader) readSegment(ctx context.Context, seg layout.Segment, offset int
 		if h.LastOffset() > seg.Last {
 			return nil, 0, 0, fmt.Errorf("%w: the batch at byte %d holds offsets %d to %d, past the segment's last offset", ErrCorrupt, pos, h.BaseOffset, h.LastOffset())
 		}
-		b, err := r.readAt(ctx, seg, pos, size)
-		if err != nil {
-			return nil, 0, 0, err
-		}
-		if _, err := batch.Validate(b); err != nil {
-			return nil, 0, 0, fmt.Errorf("%w: the batch of offsets %d to %d at byte %d: %w", ErrCorrupt, h.BaseOffset, h.LastOffset(), pos, err)
-		}
 		if pos == start && pos/cs != (pos+size-1)/cs {
-			first = b
+			spans = true
 		}
 		pos += size
 		expected = h.NextOffset()
@@ -375,7 +408,7 @@ func (r *Reader) readSegment(ctx context.Context, seg layout.Segment, offset int
 		if pos+batch.HeaderSize > seg.Size {
 			return nil, 0, 0, fmt.Errorf("%w: %d bytes after the batch at offset %d are not a batch", ErrCorrupt, seg.Size-pos, h.BaseOffset)
 		}
-		hb, err := r.readAt(ctx, seg, pos, batch.HeaderSize)
+		hb, err := chunks.readAt(ctx, pos, batch.HeaderSize)
 		if err != nil {
 			return nil, 0, 0, err
 		}
@@ -385,16 +418,28 @@ func (r *Reader) readSegment(ctx context.Context, seg layout.Segment, offset int
 		if h.BaseOffset != expected {
 			return nil, 0, 0, fmt.Errorf("%w: the batch at byte %d has base offset %d, expected %d", ErrCorrupt, pos, h.BaseOffset, expected)
 		}
-		if first != nil || pos+int64(h.Size())-start > int64(maxBytes) || (pos+int64(h.Size())-1)/cs != start/cs {
+		if spans || pos+int64(h.Size())-start > int64(maxBytes) || (pos+int64(h.Size())-1)/cs != start/cs {
 			break
 		}
 	}
-	if first != nil {
-		return first, expected, pos, nil
-	}
-	out, err := r.readAt(ctx, seg, start, pos-start) // within one chunk: no copy
+	out, err := chunks.readAt(ctx, start, pos-start)
 	if err != nil {
 		return nil, 0, 0, err
+	}
+	if copyOut && !spans {
+		// Within one chunk: out is part of it, whose buffer goes back to
+		// the pool. The caller of Read gets a copy (which bytes.Clone does
+		// not zero before filling it).
+		out = bytes.Clone(out)
+	}
+	// Every batch returned is checked, once per read; their headers were
+	// checked above.
+	for p, rest := start, out; len(rest) > 0; {
+		first, h, next, err := batch.Next(rest)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("%w: the batch of offsets %d to %d at byte %d: %w", ErrCorrupt, h.BaseOffset, h.LastOffset(), p, err)
+		}
+		p, rest = p+int64(len(first)), next
 	}
 	return out, expected, pos, nil
 }
@@ -407,7 +452,9 @@ func (r *Reader) segmentOffsetForTimestamp(ctx context.Context, seg layout.Segme
 		return 0, err
 	}
 	found := int64(-1)
-	err = r.walk(ctx, seg, lookupTime(times, ts), func(h batch.Header, _ int64) bool {
+	chunks := r.chunks(seg)
+	defer chunks.done()
+	err = r.walk(ctx, chunks, lookupTime(times, ts), func(h batch.Header, _ int64) bool {
 		if h.MaxTimestamp >= ts {
 			found = h.BaseOffset
 			return true
@@ -422,7 +469,8 @@ func (r *Reader) segmentOffsetForTimestamp(ctx context.Context, seg layout.Segme
 // the segment ends. It checks that the headers are sane and their offsets
 // follow on; when the offset index does not match the object, it warns and
 // walks again from byte 0.
-func (r *Reader) walk(ctx context.Context, seg layout.Segment, rel uint32, fn func(batch.Header, int64) bool) error {
+func (r *Reader) walk(ctx context.Context, chunks *chunks, rel uint32, fn func(batch.Header, int64) bool) error {
+	seg := chunks.seg
 	// Where a sequential consumer goes on (a segment's first offset, or
 	// where a previous read ended) the walk starts there: no index needed.
 	hint, hinted := int64(0), rel == 0
@@ -450,7 +498,7 @@ func (r *Reader) walk(ctx context.Context, seg layout.Segment, rel uint32, fn fu
 			if pos+batch.HeaderSize > seg.Size {
 				return fmt.Errorf("%w: %d bytes at byte %d are not a batch", ErrCorrupt, seg.Size-pos, pos)
 			}
-			hb, err := r.readAt(ctx, seg, pos, batch.HeaderSize)
+			hb, err := chunks.readAt(ctx, pos, batch.HeaderSize)
 			if err != nil {
 				return err
 			}
@@ -482,34 +530,85 @@ func (r *Reader) walk(ctx context.Context, seg layout.Segment, rel uint32, fn fu
 	}
 }
 
-// readAt returns n bytes at pos of seg's .log object, from its chunks. The
-// slice may be shared with the cache: the caller must not change it.
-func (r *Reader) readAt(ctx context.Context, seg layout.Segment, pos, n int64) ([]byte, error) {
-	cs := r.opts.chunkBytes
+// chunks are the chunks of one segment's .log object that a read uses.
+// The two used last are retained until the next one is needed or done is
+// called: a slice that readAt returns is valid until then.
+type chunks struct {
+	r    *Reader
+	seg  layout.Segment
+	key  string       // of the .log object
+	held [2]heldChunk // [0] used last
+}
+
+type heldChunk struct {
+	i   int64
+	buf *buffer // nil: none
+}
+
+func (r *Reader) chunks(seg layout.Segment) *chunks {
+	return &chunks{r: r, seg: seg, key: seg.Key(layout.LogSuffix)}
+}
+
+// get returns chunk i, retained until two other chunks have been used or
+// done is called.
+func (c *chunks) get(ctx context.Context, i int64) ([]byte, error) {
+	if h := c.held[0]; h.buf != nil && h.i == i {
+		return h.buf.b, nil
+	}
+	if h := c.held[1]; h.buf != nil && h.i == i {
+		c.held[0], c.held[1] = h, c.held[0]
+		return h.buf.b, nil
+	}
+	buf, err := c.r.chunk(ctx, c.seg, c.key, i, "read")
+	if err != nil {
+		return nil, err
+	}
+	if old := c.held[1].buf; old != nil {
+		old.release()
+	}
+	c.held[0], c.held[1] = heldChunk{i: i, buf: buf}, c.held[0]
+	return buf.b, nil
+}
+
+// done releases the chunks held.
+func (c *chunks) done() {
+	for i, h := range c.held {
+		if h.buf != nil {
+			h.buf.release()
+		}
+		c.held[i] = heldChunk{}
+	}
+}
+
+// readAt returns n bytes at pos of the .log object, from its chunks. The
+// slice may be part of a chunk: the caller must not change it, nor use it
+// after the next call or done.
+func (c *chunks) readAt(ctx context.Context, pos, n int64) ([]byte, error) {
+	cs := c.r.opts.chunkBytes
 	first, last := pos/cs, (pos+n-1)/cs
 	if first == last {
-		c, err := r.chunk(ctx, seg, first, "read")
+		b, err := c.get(ctx, first)
 		if err != nil {
 			return nil, err
 		}
 		off := pos - first*cs
-		if off+n > int64(len(c)) {
+		if off+n > int64(len(b)) {
 			return nil, fmt.Errorf("%w: the object is shorter than its listed size", ErrCorrupt)
 		}
-		return c[off : off+n : off+n], nil
+		return b[off : off+n : off+n], nil
 	}
 	out := make([]byte, 0, n)
 	for i := first; i <= last; i++ {
-		c, err := r.chunk(ctx, seg, i, "read")
+		b, err := c.get(ctx, i)
 		if err != nil {
 			return nil, err
 		}
 		lo := max(pos-i*cs, 0)
-		hi := min(pos+n-i*cs, int64(len(c)))
-		if lo > hi || (i < last && hi != int64(len(c))) {
+		hi := min(pos+n-i*cs, int64(len(b)))
+		if lo > hi || (i < last && hi != int64(len(b))) {
 			return nil, fmt.Errorf("%w: the object is shorter than its listed size", ErrCorrupt)
 		}
-		out = append(out, c[lo:hi]...)
+		out = append(out, b[lo:hi]...)
 	}
 	if int64(len(out)) != n {
 		return nil, fmt.Errorf("%w: the object is shorter than its listed size", ErrCorrupt)
@@ -517,26 +616,23 @@ func (r *Reader) readAt(ctx context.Context, seg layout.Segment, pos, n int64) (
 	return out, nil
 }
 
-// chunk returns chunk i of seg's .log object: bytes [i*C, (i+1)*C) or up
-// to the end of the object.
-func (r *Reader) chunk(ctx context.Context, seg layout.Segment, i int64, reason string) ([]byte, error) {
-	key := seg.Key(layout.LogSuffix)
+// chunk returns chunk i of seg's .log object (whose key is key): bytes
+// [i*C, (i+1)*C) or up to the end of the object, with a reference that the
+// caller must release.
+func (r *Reader) chunk(ctx context.Context, seg layout.Segment, key string, i int64, reason string) (*buffer, error) {
 	v, err := r.load(ctx, chunkKey(key, i), reason, func(ctx context.Context) (any, int64, error) {
 		off := i * r.opts.chunkBytes
 		n := min(r.opts.chunkBytes, seg.Size-off)
-		b, err := r.get(ctx, key, "log", reason, off, n)
+		b, err := r.getChunk(ctx, key, reason, off, n)
 		if err != nil {
 			return nil, 0, err
 		}
-		if int64(len(b)) != n {
-			return nil, 0, fmt.Errorf("%w: %s is %d bytes, shorter than its listed size %d", ErrCorrupt, key, off+int64(len(b)), seg.Size)
-		}
-		return b, n, nil
+		return b, b.memory(), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.([]byte), nil
+	return v.(*buffer), nil
 }
 
 func chunkKey(key string, i int64) string { return key + "#" + strconv.FormatInt(i, 10) }
@@ -556,7 +652,7 @@ const maxHints = 4096
 func (r *Reader) offsetIndex(ctx context.Context, seg layout.Segment, why string) ([]offsetEntry, error) {
 	key := seg.Key(layout.IndexSuffix)
 	v, err := r.load(ctx, key, why, func(ctx context.Context) (any, int64, error) {
-		b, err := r.get(ctx, key, "index", why, 0, -1)
+		b, err := r.get(ctx, key, "index", why)
 		var es []offsetEntry
 		if err == nil {
 			es, err = decodeOffsetIndex(b, seg.Size, seg.Last-seg.Base+1)
@@ -578,7 +674,7 @@ func (r *Reader) offsetIndex(ctx context.Context, seg layout.Segment, why string
 func (r *Reader) timeIndex(ctx context.Context, seg layout.Segment) ([]timeEntry, error) {
 	key := seg.Key(layout.TimeIndexSuffix)
 	v, err := r.load(ctx, key, "read", func(ctx context.Context) (any, int64, error) {
-		b, err := r.get(ctx, key, "timeindex", "read", 0, -1)
+		b, err := r.get(ctx, key, "timeindex", "read")
 		var es []timeEntry
 		if err == nil {
 			es, err = decodeTimeIndex(b, seg.Last-seg.Base+1)
@@ -595,39 +691,57 @@ func (r *Reader) timeIndex(ctx context.Context, seg layout.Segment) ([]timeEntry
 	return v.([]timeEntry), nil
 }
 
-// get downloads n bytes at off of the object (n = -1: to its end).
-func (r *Reader) get(ctx context.Context, key, object, reason string, off, n int64) ([]byte, error) {
+// get downloads the whole object.
+func (r *Reader) get(ctx context.Context, key, object, reason string) ([]byte, error) {
 	r.m.gets.WithLabelValues(object, reason).Inc()
+	rc, err := r.store.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	r.m.fetchedBytes.Add(float64(len(b)))
+	if err != nil {
+		return nil, r.readError(ctx, key, err)
+	}
+	return b, nil
+}
+
+// getChunk downloads the n bytes at off of the .log object key, straight
+// into a pooled buffer, which it returns with one reference.
+func (r *Reader) getChunk(ctx context.Context, key, reason string, off, n int64) (*buffer, error) {
+	r.m.gets.WithLabelValues("log", reason).Inc()
 	rc, err := r.store.Get(ctx, key, off, n)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	var b []byte
-	if n >= 0 {
-		b = make([]byte, n)
-		var m int
-		m, err = io.ReadFull(rc, b)
-		b = b[:m]
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = nil // short: the caller compares sizes
-		}
-	} else {
-		b, err = io.ReadAll(rc)
+	b := r.bufs.get(n)
+	m, err := io.ReadFull(rc, b.b)
+	r.m.fetchedBytes.Add(float64(m))
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		b.release()
+		return nil, fmt.Errorf("%w: %s is %d bytes, shorter than its listed size", ErrCorrupt, key, off+int64(m))
 	}
-	r.m.fetchedBytes.Add(float64(len(b)))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		// The connection broke mid-object: the store is not answering.
-		return nil, fmt.Errorf("remote: read %s: %w: %w", key, objstore.ErrUnavailable, err)
+		b.release()
+		return nil, r.readError(ctx, key, err)
 	}
 	return b, nil
 }
 
+// readError is the error of a response body that could not be read.
+func (r *Reader) readError(ctx context.Context, key string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The connection broke mid-object: the store is not answering.
+	return fmt.Errorf("remote: read %s: %w: %w", key, objstore.ErrUnavailable, err)
+}
+
 // load returns the cached value under key, or fetches it, sharing one fetch
-// among concurrent callers, and caches it.
+// among concurrent callers, and caches it. A shared value (a chunk's
+// buffer) comes with a reference for the caller, who must release it.
 func (r *Reader) load(ctx context.Context, key, reason string, fetch func(context.Context) (any, int64, error)) (any, error) {
 	for {
 		if v, ok := r.cache.get(key); ok {
@@ -645,6 +759,7 @@ func (r *Reader) load(ctx context.Context, key, reason string, fetch func(contex
 			return v, nil
 		}
 		if f, ok := r.flights[key]; ok {
+			f.waiters++
 			r.mu.Unlock()
 			if reason == "read" {
 				r.m.hits.Inc()
@@ -652,6 +767,15 @@ func (r *Reader) load(ctx context.Context, key, reason string, fetch func(contex
 			select {
 			case <-f.done:
 			case <-ctx.Done():
+				r.mu.Lock()
+				if r.flights[key] == f { // not counted yet: no reference for us
+					f.waiters--
+					r.mu.Unlock()
+				} else {
+					r.mu.Unlock()
+					<-f.done // closed right after the count
+					releaseShared(f.val)
+				}
 				return nil, ctx.Err()
 			}
 			if f.err != nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) && ctx.Err() == nil {
@@ -666,28 +790,75 @@ func (r *Reader) load(ctx context.Context, key, reason string, fetch func(contex
 			r.m.misses.Inc()
 		}
 		var size int64
-		f.val, size, f.err = fetch(ctx)
+		f.val, size, f.err = fetch(ctx) // a shared val has our reference
 		if f.err == nil {
+			retainShared(f.val, 1) // the cache's
 			r.cache.add(key, f.val, size)
 		}
 		r.mu.Lock()
 		delete(r.flights, key)
+		waiters := f.waiters
 		r.mu.Unlock()
+		if f.err == nil {
+			retainShared(f.val, waiters)
+		}
 		close(f.done)
 		return f.val, f.err
 	}
+}
+
+func retainShared(v any, n int) {
+	if s, ok := v.(shared); ok {
+		for range n {
+			s.retain()
+		}
+	}
+}
+
+func releaseShared(v any) {
+	if s, ok := v.(shared); ok {
+		s.release()
+	}
+}
+
+// knownPosition returns the byte position in seg's .log object of the
+// batch holding offset when it is known without any I/O: offset is the
+// segment's first, or a read ended there.
+func (r *Reader) knownPosition(seg layout.Segment, offset int64) (int64, bool) {
+	if offset == seg.Base {
+		return 0, true
+	}
+	if v, ok := r.hints.get(hintKey(seg, offset)); ok {
+		return v.(int64), true
+	}
+	return 0, false
+}
+
+// fetching reports whether the chunk under key is being fetched.
+func (r *Reader) fetching(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.flights[key]
+	return ok
 }
 
 // readAheadFrom starts the background fetch of the chunks that follow byte
 // end of segment i of idx: the rest of the segment's chunks, then the
 // next segments' first chunks, ReadAhead chunks in all.
 func (r *Reader) readAheadFrom(idx layout.Index, i int, end int64) {
-	n := r.opts.readAhead
 	cs := r.opts.chunkBytes
 	c := end / cs // the chunk holding the next byte to read
 	if end%cs != 0 {
 		c++ // the chunk of end is already cached by this read
 	}
+	r.readAhead(idx, i, c)
+}
+
+// readAhead starts the background fetch of ReadAhead chunks from chunk c
+// of segment i of idx on, going on into the next segments.
+func (r *Reader) readAhead(idx layout.Index, i int, c int64) {
+	n := r.opts.readAhead
+	cs := r.opts.chunkBytes
 	for n > 0 && i < len(idx.Segments) {
 		seg := idx.Segments[i]
 		if c*cs >= seg.Size {
@@ -697,8 +868,11 @@ func (r *Reader) readAheadFrom(idx layout.Index, i int, end int64) {
 			continue
 		}
 		chunk := c
-		r.prefetch(chunkKey(seg.Key(layout.LogSuffix), chunk), func(ctx context.Context) {
-			_, _ = r.chunk(ctx, seg, chunk, "readahead")
+		key := seg.Key(layout.LogSuffix)
+		r.prefetch(chunkKey(key, chunk), func(ctx context.Context) {
+			if b, err := r.chunk(ctx, seg, key, chunk, "readahead"); err == nil {
+				b.release()
+			}
 		})
 		c++
 		n--

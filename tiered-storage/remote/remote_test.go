@@ -225,3 +225,30 @@ func TestTheListingIsRefreshedAfterItsTTL(t *testing.T) {
 		t.Fatalf("Read of a deleted offset = %v", err)
 	}
 }
+
+// ReadFunc serves what Read serves, without the copy, and passes fn's error
+// on.
+func TestReadFuncServesWhatReadServes(t *testing.T) {
+	store := newLocal(t)
+	segs := putTiny(t, store, "t", 6, 5, 1000, 10)
+	r := remote.NewReader(store, remote.WithChunkBytes(64)) // batches across chunks
+	defer r.Close()
+	for _, s := range segs {
+		want, wantNext, err := r.Read(t.Context(), "t", 0, s.Base, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		next, err := r.ReadFunc(t.Context(), "t", 0, s.Base, 1<<20, func(b []byte) error {
+			got = append(got, b...)
+			return nil
+		})
+		if err != nil || next != wantNext || !bytes.Equal(got, want) {
+			t.Fatalf("ReadFunc(%d) = %d bytes, next %d, %v; Read: %d bytes, next %d", s.Base, len(got), next, err, len(want), wantNext)
+		}
+	}
+	stop := errors.New("stop")
+	if _, err := r.ReadFunc(t.Context(), "t", 0, segs[0].Base, 1<<20, func([]byte) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("ReadFunc with a failing fn: %v", err)
+	}
+}

@@ -461,6 +461,12 @@ func (s *Store) readOrSizeError(key string, size int64, err error) error {
 }
 
 // Get implements [objstore.Store]. ctx also governs the returned reader.
+//
+// A GET of a whole object asks for its checksum and the SDK checks the body
+// against it, when the server has one. A ranged GET does not: S3 keeps no
+// checksum of an arbitrary range, and the SDK would otherwise hash every
+// byte of the response for nothing; readers of ranges (the remote tier)
+// check the CRCs of what they read themselves.
 func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	if err := s.checkKey("get", key); err != nil {
 		return nil, err
@@ -480,14 +486,16 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	in := &s3api.GetObjectInput{Bucket: &s.cfg.Bucket, Key: &objKey}
+	var optFns []func(*s3api.Options)
 	if off > 0 || n > 0 {
 		rng := fmt.Sprintf("bytes=%d-", off)
 		if n > 0 {
 			rng = fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 		}
 		in.Range = &rng
+		optFns = append(optFns, noResponseChecksum)
 	}
-	out, err := s.client.GetObject(ctx, in)
+	out, err := s.client.GetObject(ctx, in, optFns...)
 	if err != nil {
 		err = s.wrap("get", objKey, err)
 		if off == 0 && errors.Is(err, objstore.ErrInvalidRange) {
@@ -500,6 +508,12 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		return nil, err
 	}
 	return out.Body, nil
+}
+
+// noResponseChecksum leaves a response's checksum unasked for and
+// unchecked (unless the request asks for it).
+func noResponseChecksum(o *s3api.Options) {
+	o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 }
 
 // Head implements [objstore.Store].
