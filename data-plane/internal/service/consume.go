@@ -59,6 +59,9 @@ type RemoteReader interface {
 	// Read returns whole batches from the one holding offset, up to
 	// maxBytes but at least one, and the offset after them.
 	Read(ctx context.Context, topic string, partition int32, offset int64, maxBytes int) (batches []byte, next int64, err error)
+	// ReadFunc is Read without a copy: fn gets the batches, valid only
+	// until it returns, and ReadFunc returns fn's error.
+	ReadFunc(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, fn func(batches []byte) error) (next int64, err error)
 	// OffsetForTimestamp returns the base offset of the first remote
 	// batch whose max timestamp is at least ts, and whether there is one.
 	OffsetForTimestamp(ctx context.Context, topic string, partition int32, ts int64) (offset int64, found bool, err error)
@@ -153,6 +156,29 @@ func (c *Consume) stream(ctx context.Context, r *replica.Replica, logStart, next
 		return err
 	}
 	buf := make([]byte, 0, maxBytes)
+	// emit sends data as the next response and moves next on; done says
+	// the stream reached its end offset. data is not kept: a response is
+	// marshalled by the time send returns.
+	emit := func(data []byte) (done bool, err error) {
+		data, nextOff, records := trim(data, end, hasEnd)
+		resp := &dataplanev1.ConsumeResponse{
+			Partition:   r.Partition,
+			Batches:     data,
+			NextOffset:  nextOff,
+			StartOffset: startOffset(),
+			EndOffset:   r.Log.EndOffset(),
+			EndReached:  hasEnd && nextOff >= end,
+		}
+		// Count before sending: a client that has the last response must
+		// find it counted.
+		r.BytesOut.Add(float64(len(data)))
+		r.RecordsOut.Add(float64(records))
+		if err := send(resp); err != nil {
+			return false, err
+		}
+		next = nextOff
+		return resp.EndReached, nil
+	}
 	for {
 		if hasEnd && next >= end {
 			return send(&dataplanev1.ConsumeResponse{
@@ -165,13 +191,27 @@ func (c *Consume) stream(ctx context.Context, r *replica.Replica, logStart, next
 		if localStart := r.Log.StartOffset(); c.Remote != nil && next < localStart {
 			// The remote tier's batches are the bytes the log held, so
 			// the stream goes on from the local log where they end.
-			data, _, err = c.Remote.Read(ctx, r.Topic, r.Partition, next, maxBytes)
-			if err != nil {
+			// From the remote tier's cache without a copy: the
+			// response is sent from inside ReadFunc.
+			var done bool
+			var sendErr error
+			at := next
+			_, err = c.Remote.ReadFunc(ctx, r.Topic, r.Partition, next, maxBytes, func(b []byte) error {
+				done, sendErr = emit(b)
+				return sendErr
+			})
+			switch {
+			case sendErr != nil:
+				return sendErr
+			case err != nil:
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return c.remoteError(ctx, r, next, err)
+				return c.remoteError(ctx, r, at, err)
+			case done:
+				return nil
 			}
+			continue
 		} else {
 			changed := r.Log.Changed()
 			data, err = r.Log.Read(next, maxBytes, buf[:0])
@@ -199,26 +239,9 @@ func (c *Consume) stream(ctx context.Context, r *replica.Replica, logStart, next
 				buf = data // keep the larger buffer Read allocated for an oversized batch
 			}
 		}
-		data, nextOff, records := trim(data, end, hasEnd)
-		resp := &dataplanev1.ConsumeResponse{
-			Partition:   r.Partition,
-			Batches:     data,
-			NextOffset:  nextOff,
-			StartOffset: startOffset(),
-			EndOffset:   r.Log.EndOffset(),
-			EndReached:  hasEnd && nextOff >= end,
-		}
-		// Count before sending: a client that has the last response must
-		// find it counted.
-		r.BytesOut.Add(float64(len(data)))
-		r.RecordsOut.Add(float64(records))
-		if err := send(resp); err != nil {
+		if done, err := emit(data); err != nil || done {
 			return err
 		}
-		if resp.EndReached {
-			return nil
-		}
-		next = nextOff
 	}
 }
 
