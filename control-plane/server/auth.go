@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -14,7 +14,7 @@ import (
 	"github.com/spatehq/spate/auth/access"
 	"github.com/spatehq/spate/auth/ca"
 	"github.com/spatehq/spate/auth/identity"
-	"github.com/spatehq/spate/auth/secret"
+	"github.com/spatehq/spate/control-plane/internal/oauth"
 	"github.com/spatehq/spate/control-plane/internal/tenancy"
 )
 
@@ -95,7 +95,8 @@ func (s *Server) identify(r *http.Request) (*caller, error) {
 	}
 	raw = strings.TrimSpace(raw)
 	if strings.HasPrefix(raw, "spk_") {
-		return s.apiKeyCaller(ctx, raw)
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		return s.apiKeyCaller(ctx, raw, ip)
 	}
 	claims, err := s.verifier.Verify(ctx, raw)
 	if err != nil {
@@ -114,21 +115,23 @@ func (s *Server) identify(r *http.Request) (*caller, error) {
 	return c, nil
 }
 
-// apiKeyCaller authenticates an API key used directly as a bearer token.
-func (s *Server) apiKeyCaller(ctx context.Context, raw string) (*caller, error) {
-	id, hash, err := secret.ParseAPIKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("API key: %w", err)
-	}
-	k, err := s.tenancy.GetAPIKey(ctx, id)
-	if err != nil || subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
+// apiKeyCaller authenticates an API key used directly as a bearer token,
+// checked by the same code as the OAuth API-key grant.
+func (s *Server) apiKeyCaller(ctx context.Context, raw, ip string) (*caller, error) {
+	k, err := s.oauthServer.VerifyAPIKey(ctx, raw, ip)
+	// The client learns what it can act on, not whether a key id exists:
+	// the details are in the log line VerifyAPIKey wrote.
+	switch {
+	case errors.Is(err, oauth.ErrMalformedAPIKey):
+		return nil, errors.New("API key: malformed: want spk_<id>_<secret>")
+	case errors.Is(err, oauth.ErrUnknownAPIKey):
 		return nil, errors.New("API key: unknown key")
-	}
-	if k.Revoked {
+	case errors.Is(err, oauth.ErrRevokedAPIKey):
 		return nil, errors.New("API key: revoked")
-	}
-	if !k.ExpiresAt.IsZero() && time.Now().After(k.ExpiresAt) {
+	case errors.Is(err, oauth.ErrExpiredAPIKey):
 		return nil, fmt.Errorf("API key: expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
+	case err != nil:
+		return nil, fmt.Errorf("API key: %w", err)
 	}
 	c := &caller{
 		Principal: access.Principal{Identity: identity.Identity{Tenant: k.Tenant, Cluster: identity.NoCluster, Kind: k.Kind, Principal: k.Principal}},

@@ -197,7 +197,8 @@ func (s *Server) rotateOnce(ctx context.Context, now time.Time) error {
 // newOAuth returns the handler of the OAuth endpoints and the sign-in page.
 func (s *Server) newOAuth(issuer string) http.Handler {
 	s.verifier = token.NewVerifier(issuer, s.keys)
-	return oauth.New(oauth.Config{Issuer: issuer, Store: s.tenancy, Keys: s.keys, AccessTTL: s.cfg.AccessTokenTTL, Logger: s.logger.With("component", "oauth")}).Handler()
+	s.oauthServer = oauth.New(oauth.Config{Issuer: issuer, Store: s.tenancy, Keys: s.keys, AccessTTL: s.cfg.AccessTokenTTL, Logger: s.logger.With("component", "oauth")})
+	return s.oauthServer.Handler()
 }
 
 // tlsServer returns the HTTPS server: TLS 1.3, HTTP/2 and HTTP/1.1, a

@@ -131,7 +131,7 @@ func TestBadCredentialsAreRefused(t *testing.T) {
 		{name: "access token of an SPU", reason: "cannot call this API", raw: forger.sign(t, forger.claims(w.a.id, identity.SPU, "spu-0"))},
 		{name: "revoked API key", reason: "API key: revoked", raw: revoked.Secret},
 		{name: "expired API key", reason: "API key: expired", raw: expiring.Secret},
-		{name: "malformed API key", reason: "API key: secret: malformed", raw: "spk_0123_notakey"},
+		{name: "malformed API key", reason: "API key: malformed: want spk_<id>_<secret>", raw: "spk_0123_notakey"},
 		{name: "unknown API key", reason: "API key: unknown key", raw: "spk_" + missingKeyID + "_" + strings.Repeat("A", 43)},
 		{name: "API key with a wrong secret", reason: "API key: unknown key", raw: "spk_" + revoked.Key.Id + "_" + strings.Repeat("A", 43)},
 		{name: "API key of a removed member", reason: "API key: unknown key", raw: leaverKey},

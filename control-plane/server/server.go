@@ -43,6 +43,7 @@ import (
 	"github.com/spatehq/spate/api/gen/spate/internalapi/v1/internalv1connect"
 	"github.com/spatehq/spate/auth/token"
 	"github.com/spatehq/spate/control-plane/internal/embedetcd"
+	"github.com/spatehq/spate/control-plane/internal/oauth"
 	"github.com/spatehq/spate/control-plane/internal/provision"
 	"github.com/spatehq/spate/control-plane/internal/store"
 	"github.com/spatehq/spate/control-plane/internal/tenancy"
@@ -235,7 +236,10 @@ type Server struct {
 	pki      *pki
 	keys     *token.Keyring
 	verifier *token.Verifier
-	oauth    atomic.Pointer[http.Handler]
+	// oauthServer serves the OAuth endpoints and checks API keys; set in
+	// Serve before any request is served.
+	oauthServer *oauth.Server
+	oauth       atomic.Pointer[http.Handler]
 
 	metrics struct {
 		refused *prometheus.CounterVec

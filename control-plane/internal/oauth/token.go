@@ -326,19 +326,9 @@ func (s *Server) AuthenticateAPIKey(ctx context.Context, key string) (Subject, e
 }
 
 func (s *Server) authenticateAPIKey(ctx context.Context, key, ip string) (Subject, tenancy.APIKey, error) {
-	id, hash, err := secret.ParseAPIKey(key)
+	k, err := s.lookupAPIKey(ctx, key, ip)
 	if err != nil {
-		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: %v", ErrMalformedAPIKey, err))
-	}
-	k, err := s.store.GetAPIKey(ctx, id)
-	if errors.Is(err, tenancy.ErrNotFound) {
-		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: no key %s", ErrUnknownAPIKey, id), "api_key_id", id)
-	}
-	if err != nil {
-		return Subject{}, tenancy.APIKey{}, fmt.Errorf("oauth: get API key %s: %w", id, err)
-	}
-	if !secret.Equal(hash, k.Hash) {
-		return Subject{}, tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s: secret does not match", ErrUnknownAPIKey, id), "api_key_id", id, "tenant", k.Tenant)
+		return Subject{}, tenancy.APIKey{}, err
 	}
 	sub, err := s.apiKeySubject(ctx, k, ip)
 	if err != nil {
@@ -347,16 +337,59 @@ func (s *Server) authenticateAPIKey(ctx context.Context, key, ip string) (Subjec
 	return sub, k, nil
 }
 
+// VerifyAPIKey checks an API key presented directly as a bearer token:
+// well formed, known, the right secret, not revoked, not expired. It does
+// not look the principal up (the caller resolves it, operator included).
+// Refusals are logged, as for the API-key grant. A known key that is
+// revoked or expired is returned with the error, so callers can say when
+// it expired.
+func (s *Server) VerifyAPIKey(ctx context.Context, key, ip string) (tenancy.APIKey, error) {
+	k, err := s.lookupAPIKey(ctx, key, ip)
+	if err != nil {
+		return tenancy.APIKey{}, err
+	}
+	attrs := []any{"api_key_id", k.ID, "tenant", k.Tenant, "principal", k.Principal}
+	return k, s.checkAPIKeyValid(k, ip, attrs)
+}
+
+// lookupAPIKey parses an API key and finds it, comparing its secret in
+// constant time.
+func (s *Server) lookupAPIKey(ctx context.Context, key, ip string) (tenancy.APIKey, error) {
+	id, hash, err := secret.ParseAPIKey(key)
+	if err != nil {
+		return tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: %v", ErrMalformedAPIKey, err))
+	}
+	k, err := s.store.GetAPIKey(ctx, id)
+	if errors.Is(err, tenancy.ErrNotFound) {
+		return tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: no key %s", ErrUnknownAPIKey, id), "api_key_id", id)
+	}
+	if err != nil {
+		return tenancy.APIKey{}, fmt.Errorf("oauth: get API key %s: %w", id, err)
+	}
+	if !secret.Equal(hash, k.Hash) {
+		return tenancy.APIKey{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s: secret does not match", ErrUnknownAPIKey, id), "api_key_id", id, "tenant", k.Tenant)
+	}
+	return k, nil
+}
+
+// checkAPIKeyValid refuses a revoked or expired key.
+func (s *Server) checkAPIKeyValid(k tenancy.APIKey, ip string, attrs []any) error {
+	if k.Revoked {
+		return s.refuseAPIKey(ip, fmt.Errorf("%w: key %s", ErrRevokedAPIKey, k.ID), attrs...)
+	}
+	if !k.ExpiresAt.IsZero() && !s.now().Before(k.ExpiresAt) {
+		return s.refuseAPIKey(ip, fmt.Errorf("%w: key %s expired at %s", ErrExpiredAPIKey, k.ID, k.ExpiresAt.UTC().Format(time.RFC3339)), attrs...)
+	}
+	return nil
+}
+
 // apiKeySubject checks that a known API key still grants access (not
 // revoked, not expired, its principal exists) and returns its principal.
 // Refusals are logged with ip, if known.
 func (s *Server) apiKeySubject(ctx context.Context, k tenancy.APIKey, ip string) (Subject, error) {
 	attrs := []any{"api_key_id", k.ID, "tenant", k.Tenant, "principal", k.Principal}
-	if k.Revoked {
-		return Subject{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s", ErrRevokedAPIKey, k.ID), attrs...)
-	}
-	if !k.ExpiresAt.IsZero() && !s.now().Before(k.ExpiresAt) {
-		return Subject{}, s.refuseAPIKey(ip, fmt.Errorf("%w: key %s expired at %s", ErrExpiredAPIKey, k.ID, k.ExpiresAt.UTC().Format(time.RFC3339)), attrs...)
+	if err := s.checkAPIKeyValid(k, ip, attrs); err != nil {
+		return Subject{}, err
 	}
 	name, err := s.principalName(ctx, k.Tenant, k.Kind, k.Principal)
 	if errors.Is(err, ErrPrincipalGone) {
