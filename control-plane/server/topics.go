@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"time"
 
@@ -32,11 +33,8 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(spec.Name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	m, err := ts.topicScope(ctx, req.Spec().Procedure, req.Header(), access.Administer, spec.Name)
 	if err != nil {
-		return nil, err
-	}
-	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, spec.Name); err != nil {
 		return nil, err
 	}
 
@@ -111,11 +109,8 @@ func (ts *topicService) DescribeTopic(ctx context.Context, req *connect.Request[
 	if err := names.Topic(req.Msg.Name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	m, err := ts.topicScope(ctx, req.Spec().Procedure, req.Header(), access.Consume, req.Msg.Name)
 	if err != nil {
-		return nil, err
-	}
-	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Consume, req.Msg.Name); err != nil {
 		return nil, err
 	}
 
@@ -136,11 +131,8 @@ func (ts *topicService) UpdateTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	m, err := ts.topicScope(ctx, req.Spec().Procedure, req.Header(), access.Administer, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
 		return nil, err
 	}
 
@@ -179,11 +171,8 @@ func (ts *topicService) AddPartitions(ctx context.Context, req *connect.Request[
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	m, err := ts.topicScope(ctx, req.Spec().Procedure, req.Header(), access.Administer, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
 		return nil, err
 	}
 
@@ -218,11 +207,8 @@ func (ts *topicService) DeleteTopic(ctx context.Context, req *connect.Request[co
 	if err := names.Topic(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	c, m, err := ts.s.scope(ctx, req.Spec().Procedure, req.Header())
+	m, err := ts.topicScope(ctx, req.Spec().Procedure, req.Header(), access.Administer, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := ts.s.authorizeTopic(c, req.Spec().Procedure, access.Administer, name); err != nil {
 		return nil, err
 	}
 
@@ -265,6 +251,19 @@ func (s *Server) topicErr(ctx context.Context, op, name string, err error) error
 		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("topic %q is being deleted; wait until it is gone and create it again", name))
 	}
 	return s.internal(ctx, op, err)
+}
+
+// topicScope authenticates a call on one topic and authorizes op on it,
+// returning the cluster it acts on.
+func (ts *topicService) topicScope(ctx context.Context, procedure string, h http.Header, op access.Op, topic string) (*clusterMeta, error) {
+	c, m, err := ts.s.scope(ctx, procedure, h)
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.s.authorizeTopic(c, procedure, op, topic); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // authorizeTopic checks that c may perform op on topic; with c nil (an
