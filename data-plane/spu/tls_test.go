@@ -517,7 +517,15 @@ func TestTLSProcessServesWithFlags(t *testing.T) {
 	}
 	_, err := clientsAs(proc.URL, p.cluster.ClientTLS(t, member(identity.User, "u-alice"))).produceOne(t, "p", 0, makeBatch(t, 0, "x"))
 	wantCode(t, "user before any access list", err, connect.CodeUnavailable)
-	if !strings.Contains(proc.Log(), "spu serving over TLS") || !strings.Contains(proc.Log(), "reason=acl_not_received") {
-		t.Fatalf("log:\n%s", proc.Log())
+	// The process writes its log line as it answers: the client may read
+	// the answer before the line reaches the log file.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		log := proc.Log()
+		if strings.Contains(log, "spu serving over TLS") && strings.Contains(log, "reason=acl_not_received") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log:\n%s", log)
+		}
 	}
 }
