@@ -28,7 +28,13 @@ type ConsumeRequest struct {
 	Partitions []*PartitionConsume    `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	// Largest number of bytes of batches in one response; 0 means 1 MiB. A
 	// batch larger than this is still sent whole.
-	MaxBytes      int32 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes int32 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// SmartModules to run on every partition's records before they are sent,
+	// in order. The responses then carry derived batches (internal/batch,
+	// AttrDerived): only the records the chain emitted, each with the offset
+	// of the stored record it came from. A module that fails ends the stream
+	// with an error naming the module, its kind and the offset.
+	Smartmodules  []*SmartModuleInvocation `protobuf:"bytes,4,rep,name=smartmodules,proto3" json:"smartmodules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +88,13 @@ func (x *ConsumeRequest) GetMaxBytes() int32 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *ConsumeRequest) GetSmartmodules() []*SmartModuleInvocation {
+	if x != nil {
+		return x.Smartmodules
+	}
+	return nil
 }
 
 // PartitionConsume is where to start and stop in one partition.
@@ -404,13 +417,14 @@ var File_spate_dataplane_v1_consume_proto protoreflect.FileDescriptor
 
 const file_spate_dataplane_v1_consume_proto_rawDesc = "" +
 	"\n" +
-	" spate/dataplane/v1/consume.proto\x12\x12spate.dataplane.v1\x1a\x1fspate/dataplane/v1/offset.proto\"\x89\x01\n" +
+	" spate/dataplane/v1/consume.proto\x12\x12spate.dataplane.v1\x1a\x1fspate/dataplane/v1/offset.proto\x1a$spate/dataplane/v1/smartmodule.proto\"\xd8\x01\n" +
 	"\x0eConsumeRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12D\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2$.spate.dataplane.v1.PartitionConsumeR\n" +
 	"partitions\x12\x1b\n" +
-	"\tmax_bytes\x18\x03 \x01(\x05R\bmaxBytes\"\x95\x01\n" +
+	"\tmax_bytes\x18\x03 \x01(\x05R\bmaxBytes\x12M\n" +
+	"\fsmartmodules\x18\x04 \x03(\v2).spate.dataplane.v1.SmartModuleInvocationR\fsmartmodules\"\x95\x01\n" +
 	"\x10PartitionConsume\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x120\n" +
 	"\x05start\x18\x02 \x01(\v2\x1a.spate.dataplane.v1.OffsetR\x05start\x12\"\n" +
@@ -459,27 +473,29 @@ func file_spate_dataplane_v1_consume_proto_rawDescGZIP() []byte {
 
 var file_spate_dataplane_v1_consume_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_spate_dataplane_v1_consume_proto_goTypes = []any{
-	(*ConsumeRequest)(nil),   // 0: spate.dataplane.v1.ConsumeRequest
-	(*PartitionConsume)(nil), // 1: spate.dataplane.v1.PartitionConsume
-	(*ConsumeResponse)(nil),  // 2: spate.dataplane.v1.ConsumeResponse
-	(*OffsetsRequest)(nil),   // 3: spate.dataplane.v1.OffsetsRequest
-	(*OffsetsResponse)(nil),  // 4: spate.dataplane.v1.OffsetsResponse
-	(*PartitionOffsets)(nil), // 5: spate.dataplane.v1.PartitionOffsets
-	(*Offset)(nil),           // 6: spate.dataplane.v1.Offset
+	(*ConsumeRequest)(nil),        // 0: spate.dataplane.v1.ConsumeRequest
+	(*PartitionConsume)(nil),      // 1: spate.dataplane.v1.PartitionConsume
+	(*ConsumeResponse)(nil),       // 2: spate.dataplane.v1.ConsumeResponse
+	(*OffsetsRequest)(nil),        // 3: spate.dataplane.v1.OffsetsRequest
+	(*OffsetsResponse)(nil),       // 4: spate.dataplane.v1.OffsetsResponse
+	(*PartitionOffsets)(nil),      // 5: spate.dataplane.v1.PartitionOffsets
+	(*SmartModuleInvocation)(nil), // 6: spate.dataplane.v1.SmartModuleInvocation
+	(*Offset)(nil),                // 7: spate.dataplane.v1.Offset
 }
 var file_spate_dataplane_v1_consume_proto_depIdxs = []int32{
 	1, // 0: spate.dataplane.v1.ConsumeRequest.partitions:type_name -> spate.dataplane.v1.PartitionConsume
-	6, // 1: spate.dataplane.v1.PartitionConsume.start:type_name -> spate.dataplane.v1.Offset
-	5, // 2: spate.dataplane.v1.OffsetsResponse.partitions:type_name -> spate.dataplane.v1.PartitionOffsets
-	0, // 3: spate.dataplane.v1.ConsumeService.Consume:input_type -> spate.dataplane.v1.ConsumeRequest
-	3, // 4: spate.dataplane.v1.ConsumeService.Offsets:input_type -> spate.dataplane.v1.OffsetsRequest
-	2, // 5: spate.dataplane.v1.ConsumeService.Consume:output_type -> spate.dataplane.v1.ConsumeResponse
-	4, // 6: spate.dataplane.v1.ConsumeService.Offsets:output_type -> spate.dataplane.v1.OffsetsResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 1: spate.dataplane.v1.ConsumeRequest.smartmodules:type_name -> spate.dataplane.v1.SmartModuleInvocation
+	7, // 2: spate.dataplane.v1.PartitionConsume.start:type_name -> spate.dataplane.v1.Offset
+	5, // 3: spate.dataplane.v1.OffsetsResponse.partitions:type_name -> spate.dataplane.v1.PartitionOffsets
+	0, // 4: spate.dataplane.v1.ConsumeService.Consume:input_type -> spate.dataplane.v1.ConsumeRequest
+	3, // 5: spate.dataplane.v1.ConsumeService.Offsets:input_type -> spate.dataplane.v1.OffsetsRequest
+	2, // 6: spate.dataplane.v1.ConsumeService.Consume:output_type -> spate.dataplane.v1.ConsumeResponse
+	4, // 7: spate.dataplane.v1.ConsumeService.Offsets:output_type -> spate.dataplane.v1.OffsetsResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_spate_dataplane_v1_consume_proto_init() }
@@ -488,6 +504,7 @@ func file_spate_dataplane_v1_consume_proto_init() {
 		return
 	}
 	file_spate_dataplane_v1_offset_proto_init()
+	file_spate_dataplane_v1_smartmodule_proto_init()
 	file_spate_dataplane_v1_consume_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

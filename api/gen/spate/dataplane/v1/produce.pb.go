@@ -83,8 +83,14 @@ type ProduceRequest struct {
 	Partition int32  `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	// One or more whole batches in Spate's batch format (internal/batch).
 	// Base offsets are assigned by the SPU; the CRC must be valid.
-	Batches       []byte `protobuf:"bytes,4,opt,name=batches,proto3" json:"batches,omitempty"`
-	Acks          Acks   `protobuf:"varint,5,opt,name=acks,proto3,enum=spate.dataplane.v1.Acks" json:"acks,omitempty"`
+	Batches []byte `protobuf:"bytes,4,opt,name=batches,proto3" json:"batches,omitempty"`
+	Acks    Acks   `protobuf:"varint,5,opt,name=acks,proto3,enum=spate.dataplane.v1.Acks" json:"acks,omitempty"`
+	// SmartModules to run on the records before they are written. In a
+	// stream, a request that sets them sets the chain for this and every later
+	// request of the stream that leaves them empty (one instance per topic and
+	// partition, so an aggregate's accumulator persists); the SDK sends them in
+	// the stream's first request. Offsets are those of the records written.
+	Smartmodules  []*SmartModuleInvocation `protobuf:"bytes,6,rep,name=smartmodules,proto3" json:"smartmodules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -152,6 +158,13 @@ func (x *ProduceRequest) GetAcks() Acks {
 		return x.Acks
 	}
 	return Acks_ACKS_UNSPECIFIED
+}
+
+func (x *ProduceRequest) GetSmartmodules() []*SmartModuleInvocation {
+	if x != nil {
+		return x.Smartmodules
+	}
+	return nil
 }
 
 // ProduceResponse acknowledges one ProduceRequest.
@@ -237,11 +250,13 @@ func (x *ProduceResponse) GetErrorMessage() string {
 
 // ProduceOneRequest carries batches for one partition.
 type ProduceOneRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Batches       []byte                 `protobuf:"bytes,3,opt,name=batches,proto3" json:"batches,omitempty"`
-	Acks          Acks                   `protobuf:"varint,4,opt,name=acks,proto3,enum=spate.dataplane.v1.Acks" json:"acks,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Batches   []byte                 `protobuf:"bytes,3,opt,name=batches,proto3" json:"batches,omitempty"`
+	Acks      Acks                   `protobuf:"varint,4,opt,name=acks,proto3,enum=spate.dataplane.v1.Acks" json:"acks,omitempty"`
+	// SmartModules to run on the records before they are written, in order.
+	Smartmodules  []*SmartModuleInvocation `protobuf:"bytes,5,rep,name=smartmodules,proto3" json:"smartmodules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +319,13 @@ func (x *ProduceOneRequest) GetAcks() Acks {
 	return Acks_ACKS_UNSPECIFIED
 }
 
+func (x *ProduceOneRequest) GetSmartmodules() []*SmartModuleInvocation {
+	if x != nil {
+		return x.Smartmodules
+	}
+	return nil
+}
+
 // ProduceOneResponse gives the offsets assigned.
 type ProduceOneResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -361,14 +383,15 @@ var File_spate_dataplane_v1_produce_proto protoreflect.FileDescriptor
 
 const file_spate_dataplane_v1_produce_proto_rawDesc = "" +
 	"\n" +
-	" spate/dataplane/v1/produce.proto\x12\x12spate.dataplane.v1\"\xab\x01\n" +
+	" spate/dataplane/v1/produce.proto\x12\x12spate.dataplane.v1\x1a$spate/dataplane/v1/smartmodule.proto\"\xfa\x01\n" +
 	"\x0eProduceRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x18\n" +
 	"\abatches\x18\x04 \x01(\fR\abatches\x12,\n" +
-	"\x04acks\x18\x05 \x01(\x0e2\x18.spate.dataplane.v1.AcksR\x04acks\"\xb6\x01\n" +
+	"\x04acks\x18\x05 \x01(\x0e2\x18.spate.dataplane.v1.AcksR\x04acks\x12M\n" +
+	"\fsmartmodules\x18\x06 \x03(\v2).spate.dataplane.v1.SmartModuleInvocationR\fsmartmodules\"\xb6\x01\n" +
 	"\x0fProduceResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x1f\n" +
@@ -378,12 +401,13 @@ const file_spate_dataplane_v1_produce_proto_rawDesc = "" +
 	"lastOffset\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x04 \x01(\rR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\"\x8f\x01\n" +
+	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\"\xde\x01\n" +
 	"\x11ProduceOneRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x18\n" +
 	"\abatches\x18\x03 \x01(\fR\abatches\x12,\n" +
-	"\x04acks\x18\x04 \x01(\x0e2\x18.spate.dataplane.v1.AcksR\x04acks\"V\n" +
+	"\x04acks\x18\x04 \x01(\x0e2\x18.spate.dataplane.v1.AcksR\x04acks\x12M\n" +
+	"\fsmartmodules\x18\x05 \x03(\v2).spate.dataplane.v1.SmartModuleInvocationR\fsmartmodules\"V\n" +
 	"\x12ProduceOneResponse\x12\x1f\n" +
 	"\vbase_offset\x18\x01 \x01(\x03R\n" +
 	"baseOffset\x12\x1f\n" +
@@ -415,24 +439,27 @@ func file_spate_dataplane_v1_produce_proto_rawDescGZIP() []byte {
 var file_spate_dataplane_v1_produce_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_spate_dataplane_v1_produce_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_spate_dataplane_v1_produce_proto_goTypes = []any{
-	(Acks)(0),                  // 0: spate.dataplane.v1.Acks
-	(*ProduceRequest)(nil),     // 1: spate.dataplane.v1.ProduceRequest
-	(*ProduceResponse)(nil),    // 2: spate.dataplane.v1.ProduceResponse
-	(*ProduceOneRequest)(nil),  // 3: spate.dataplane.v1.ProduceOneRequest
-	(*ProduceOneResponse)(nil), // 4: spate.dataplane.v1.ProduceOneResponse
+	(Acks)(0),                     // 0: spate.dataplane.v1.Acks
+	(*ProduceRequest)(nil),        // 1: spate.dataplane.v1.ProduceRequest
+	(*ProduceResponse)(nil),       // 2: spate.dataplane.v1.ProduceResponse
+	(*ProduceOneRequest)(nil),     // 3: spate.dataplane.v1.ProduceOneRequest
+	(*ProduceOneResponse)(nil),    // 4: spate.dataplane.v1.ProduceOneResponse
+	(*SmartModuleInvocation)(nil), // 5: spate.dataplane.v1.SmartModuleInvocation
 }
 var file_spate_dataplane_v1_produce_proto_depIdxs = []int32{
 	0, // 0: spate.dataplane.v1.ProduceRequest.acks:type_name -> spate.dataplane.v1.Acks
-	0, // 1: spate.dataplane.v1.ProduceOneRequest.acks:type_name -> spate.dataplane.v1.Acks
-	1, // 2: spate.dataplane.v1.ProduceService.Produce:input_type -> spate.dataplane.v1.ProduceRequest
-	3, // 3: spate.dataplane.v1.ProduceService.ProduceOne:input_type -> spate.dataplane.v1.ProduceOneRequest
-	2, // 4: spate.dataplane.v1.ProduceService.Produce:output_type -> spate.dataplane.v1.ProduceResponse
-	4, // 5: spate.dataplane.v1.ProduceService.ProduceOne:output_type -> spate.dataplane.v1.ProduceOneResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 1: spate.dataplane.v1.ProduceRequest.smartmodules:type_name -> spate.dataplane.v1.SmartModuleInvocation
+	0, // 2: spate.dataplane.v1.ProduceOneRequest.acks:type_name -> spate.dataplane.v1.Acks
+	5, // 3: spate.dataplane.v1.ProduceOneRequest.smartmodules:type_name -> spate.dataplane.v1.SmartModuleInvocation
+	1, // 4: spate.dataplane.v1.ProduceService.Produce:input_type -> spate.dataplane.v1.ProduceRequest
+	3, // 5: spate.dataplane.v1.ProduceService.ProduceOne:input_type -> spate.dataplane.v1.ProduceOneRequest
+	2, // 6: spate.dataplane.v1.ProduceService.Produce:output_type -> spate.dataplane.v1.ProduceResponse
+	4, // 7: spate.dataplane.v1.ProduceService.ProduceOne:output_type -> spate.dataplane.v1.ProduceOneResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_spate_dataplane_v1_produce_proto_init() }
@@ -440,6 +467,7 @@ func file_spate_dataplane_v1_produce_proto_init() {
 	if File_spate_dataplane_v1_produce_proto != nil {
 		return
 	}
+	file_spate_dataplane_v1_smartmodule_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
