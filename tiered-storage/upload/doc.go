@@ -22,22 +22,57 @@
 // one whose .log did not make it is uploaded (again) under the same keys.
 // After a leader change the new leader's segments may not start where the
 // remote index ends: it uploads the tail of the segment that straddles the
-// end, from the first offset not yet remote, so objects never overlap.
+// end, from the batch that holds the first offset not yet remote. When that
+// batch begins below the remote end, the new object overlaps the one
+// before it by part of a batch; layout.NewIndex resolves overlaps without
+// gaps or repeated offsets (a reader goes on in the next object from the
+// offset after the previous one, inside that batch).
+//
+// # Shadowed objects
+//
+// Objects whose offsets are all held by others (layout.Index.Shadowed: the
+// same offsets uploaded under a lower epoch by a former leader, or an
+// object wholly covered by others) are deleted by the leader once they
+// have been shadowed for Config.ShadowGrace (5 minutes by default, counted
+// from when this leader first saw them so), so that readers holding an
+// older listing can finish with them; remote retention deletes those below
+// what it deletes at once. The leader lists the whole prefix at start, when
+// it becomes the leader and every Config.FullListInterval, which is how it
+// sees a former leader's late uploads.
 //
 // # Roles
 //
 // Only the partition's leader uploads and applies remote retention.
-// A follower's Uploader only lists the prefix now and then, so that its
-// watermark, and with it the follower's local retention, follows what the
-// leader uploaded.
+// A follower's Uploader only lists, so that its watermark, and with it the
+// follower's local retention, follows what the leader uploaded. Since the
+// watermark matters only for closed segments above it, a follower lists
+// only while it holds such segments, and then only the keys from its newest
+// known remote segment on (the leader's uploads sort after it: one small
+// request, however long the partition's history), every PollInterval,
+// doubling the wait up to 8 PollIntervals while nothing new appears. A full
+// listing every FullListInterval catches up with the rest (remote
+// retention's deletions, for the follower's Status).
+//
+// Followers could instead learn the remote end from their leader, but
+// replication (a Consume stream) carries no such field, and what a
+// follower's local retention deletes is better decided on the store's word
+// than on a leader's, which may be a former leader's; the listing, made
+// rare and small, is both cheap and authoritative.
 //
 // # Failures
 //
 // A failed upload is retried with capped exponential backoff, and again at
 // once when the store answers; meanwhile segments stay on local disk (the
 // watermark does not move), and the partition's [Status] and the metrics say
-// why. Segments whose newest record is already past the whole log's
-// retention time are not uploaded at all.
+// why (the spate_tier_upload_failing gauge is 1, spate_tier_upload_lag_bytes
+// and _segments grow, Status.Err says what failed). Segments whose newest
+// record is already past the whole log's retention time are not uploaded
+// at all.
+//
+// # Deleting a topic
+//
+// [PurgeTopic] deletes every object of a topic, all partitions, once its
+// replicas are gone (the control plane calls it when a topic is deleted).
 //
 // # Concurrency and bandwidth
 //

@@ -22,9 +22,16 @@ import (
 const recordBytes = 100
 
 // fakeLog is a partition log of real segment files in which every offset
-// takes recordBytes bytes, so that any offset is a batch boundary.
+// takes recordBytes bytes, and byte i of a segment is its offset
+// base+i/recordBytes. Its batches hold one offset (any offset is a batch
+// boundary) unless batch is set.
 type fakeLog struct {
 	dir string
+	// batch, when above 1, is the number of offsets of each batch, from
+	// each segment's base.
+	batch int64
+	// epoch is the epoch of the segments rolled (1 when zero).
+	epoch int32
 
 	mu     sync.Mutex // guards the fields below
 	segs   []upload.Segment
@@ -41,7 +48,7 @@ func (f *fakeLog) roll(t testing.TB, n int64, ts time.Time) upload.Segment {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := upload.Segment{Base: f.next, Last: f.next + n - 1, Epoch: 1, MaxTimestamp: ts.UnixMilli(), Size: n * recordBytes}
+	s := upload.Segment{Base: f.next, Last: f.next + n - 1, Epoch: max(f.epoch, 1), MaxTimestamp: ts.UnixMilli(), Size: n * recordBytes}
 	data := make([]byte, s.Size)
 	for i := range data {
 		data[i] = byte(s.Base + int64(i)/recordBytes)
@@ -99,6 +106,9 @@ func (f *fakeLog) Open(base, from int64) (*upload.SegmentData, error) {
 	file, err := os.Open(f.path(base))
 	if err != nil {
 		return nil, err
+	}
+	if f.batch > 1 {
+		from = base + (from-base)/f.batch*f.batch // the batch holding from
 	}
 	skip := (from - base) * recordBytes
 	d := &upload.SegmentData{Segment: s, Log: io.NewSectionReader(file, skip, s.Size-skip), Closer: file}

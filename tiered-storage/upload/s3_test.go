@@ -190,3 +190,25 @@ func BenchmarkUpload(b *testing.B) {
 		}
 	})
 }
+
+// TestS3PurgeTopic purges a topic of more than one listing page from a real
+// S3 server, and leaves a topic whose name it prefixes alone.
+func TestS3PurgeTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an S3 server: not in -short")
+	}
+	srv := s3test.Start(t)
+	store := s3Store(t, srv)
+	want := putSegments(t, store, "gone", 2, 180) // 1080 objects: two pages
+	keep := putSegments(t, store, "gone-not", 1, 3)
+	n, err := upload.PurgeTopic(context.Background(), store, "gone")
+	if err != nil || n != want {
+		t.Fatalf("PurgeTopic = %d, %v; want %d, nil", n, err, want)
+	}
+	if left := countUnder(t, store, ""); left != keep {
+		t.Fatalf("%d objects left, want the other topic's %d", left, keep)
+	}
+	if n, err := upload.PurgeTopic(context.Background(), store, "gone"); n != 0 || err != nil {
+		t.Fatalf("second PurgeTopic = %d, %v; want 0, nil", n, err)
+	}
+}

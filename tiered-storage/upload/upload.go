@@ -60,9 +60,11 @@ type Source interface {
 	// Segments returns the closed segments, in offset order.
 	Segments() []Segment
 	// Open opens the closed segment whose base offset is base, from offset
-	// from (base, or the base offset of a later batch of the segment). It
-	// fails with an error wrapping ErrSegmentGone when the segment is no
-	// longer in the log.
+	// from: base for the whole segment, or a later offset of the segment
+	// for its tail from the batch that holds from (whose base offset may be
+	// below from: SegmentData.Base says where the tail begins). It fails
+	// with an error wrapping ErrSegmentGone when the segment is no longer
+	// in the log.
 	Open(base, from int64) (*SegmentData, error)
 	// Rolled returns a channel closed when a segment next closes.
 	Rolled() <-chan struct{}
@@ -84,6 +86,11 @@ const (
 	DefaultMinBackoff   = 500 * time.Millisecond
 	DefaultMaxBackoff   = time.Minute
 	DefaultPollInterval = 30 * time.Second
+	// DefaultShadowGrace is long enough for every reader to have listed
+	// again (remote.DefaultIndexTTL is 30 s) and to finish a read begun
+	// with the older listing.
+	DefaultShadowGrace      = 5 * time.Minute
+	DefaultFullListInterval = 10 * time.Minute
 )
 
 // Config configures a Manager.
@@ -104,9 +111,24 @@ type Config struct {
 	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// PollInterval is how often a partition looks for work without being
-	// told that a segment closed: remote retention runs, followers list
-	// the remote index. Default DefaultPollInterval.
+	// told that a segment closed: remote retention runs, shadowed objects
+	// are deleted, and a follower that holds closed segments not known to
+	// be uploaded lists what the leader uploaded since its last listing (a
+	// follower that finds nothing new waits twice as long the next time,
+	// up to 8 PollIntervals). Default DefaultPollInterval.
 	PollInterval time.Duration
+	// ShadowGrace is how long an object that the remote index no longer
+	// uses (layout.Index.Shadowed: its offsets are all in other objects,
+	// of a higher epoch or longer) is kept before the leader deletes it,
+	// so that readers holding an older listing can finish with it.
+	// Default DefaultShadowGrace.
+	ShadowGrace time.Duration
+	// FullListInterval is how often a partition lists its whole prefix
+	// again (besides at start and when its replica becomes the leader), to
+	// see what other SPUs wrote or deleted: a former leader's late uploads
+	// (leader), remote retention's deletions (follower). Default
+	// DefaultFullListInterval.
+	FullListInterval time.Duration
 	// Registerer, when set, receives the metrics.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -121,8 +143,8 @@ func (c Config) Validate() error {
 	if c.Store == nil {
 		errs = append(errs, errors.New("an object store is required"))
 	}
-	if c.Concurrency < 0 || c.BytesPerSecond < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 || c.PollInterval < 0 {
-		errs = append(errs, errors.New("concurrency, bytes per second, backoffs and poll interval must not be negative"))
+	if c.Concurrency < 0 || c.BytesPerSecond < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 || c.PollInterval < 0 || c.ShadowGrace < 0 || c.FullListInterval < 0 {
+		errs = append(errs, errors.New("concurrency, bytes per second, backoffs, intervals and grace must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("upload: invalid config: %w", err)
@@ -143,6 +165,12 @@ func (c Config) withDefaults() Config {
 	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.ShadowGrace == 0 {
+		c.ShadowGrace = DefaultShadowGrace
+	}
+	if c.FullListInterval == 0 {
+		c.FullListInterval = DefaultFullListInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -290,12 +318,17 @@ type Uploader struct {
 	policy    atomic.Pointer[Policy]
 	relist    atomic.Bool // list the remote index at the next round
 
-	mu       sync.Mutex // guards the fields below
-	listed   bool
-	remote   []layout.Segment // the remote index, oldest first
-	lastErr  error
-	errAt    time.Time
-	listedAt time.Time
+	mu          sync.Mutex // guards the fields below
+	listed      bool
+	objects     []layout.Segment // every .log object known, chain or shadowed
+	remote      []layout.Segment // the remote index (its chain), oldest first
+	shadowed    []layout.Segment // objects the index does not use
+	shadowSince map[string]time.Time
+	lastErr     error
+	errAt       time.Time
+	fullListAt  time.Time     // of the last full listing
+	nextPoll    time.Time     // a follower's next incremental listing
+	pollEvery   time.Duration // a follower's wait between incremental listings
 }
 
 // Status is the state of a partition's remote tier, as its Uploader knows
@@ -309,9 +342,15 @@ type Status struct {
 	// RemoteStartOffset and RemoteEndOffset are the first offset held
 	// remotely and one past the last, -1 when nothing is.
 	RemoteStartOffset, RemoteEndOffset int64
-	// RemoteSizeBytes and RemoteSegments are the remote .log objects.
+	// RemoteSizeBytes and RemoteSegments are the remote .log objects of
+	// the remote index.
 	RemoteSizeBytes int64
 	RemoteSegments  int
+	// ShadowedSegments and ShadowedBytes are the .log objects that the
+	// remote index does not use (their offsets are in other objects),
+	// which the leader deletes after Config.ShadowGrace.
+	ShadowedSegments int
+	ShadowedBytes    int64
 	// UploadLagBytes and UploadLagSegments are the closed local segments
 	// not uploaded yet.
 	UploadLagBytes    int64
@@ -379,6 +418,10 @@ func (u *Uploader) Status() Status {
 	for _, s := range u.remote {
 		st.RemoteSizeBytes += s.Size
 	}
+	st.ShadowedSegments = len(u.shadowed)
+	for _, s := range u.shadowed {
+		st.ShadowedBytes += s.Size
+	}
 	u.mu.Unlock()
 	st.UploadLagBytes, st.UploadLagSegments = u.lag(u.src.Segments())
 	return st
@@ -428,7 +471,9 @@ func (u *Uploader) run(ctx context.Context) {
 			backoff = 0
 			u.succeed()
 		}
-		u.metrics.lag.Set(float64(u.lagNow()))
+		lagBytes, lagSegs := u.lag(u.src.Segments())
+		u.metrics.lag.Set(float64(lagBytes))
+		u.metrics.lagSegments.Set(float64(lagSegs))
 		t := time.NewTimer(wait)
 		if err != nil {
 			rolled = nil // a closed segment does not cut the backoff short
@@ -445,13 +490,9 @@ func (u *Uploader) run(ctx context.Context) {
 	}
 }
 
-func (u *Uploader) lagNow() int64 {
-	b, _ := u.lag(u.src.Segments())
-	return b
-}
-
 func (u *Uploader) fail(err error) {
 	u.metrics.failures.Inc()
+	u.metrics.failing.Set(1)
 	u.mu.Lock()
 	first := u.lastErr == nil
 	u.lastErr, u.errAt = err, u.m.cfg.Now()
@@ -464,6 +505,7 @@ func (u *Uploader) fail(err error) {
 }
 
 func (u *Uploader) succeed() {
+	u.metrics.failing.Set(0)
 	u.mu.Lock()
 	was := u.lastErr
 	u.lastErr = nil
@@ -474,17 +516,22 @@ func (u *Uploader) succeed() {
 }
 
 // round does what is due: list the remote index if needed, upload the
-// closed segments past the watermark (leader), apply remote retention
-// (leader).
+// closed segments past the watermark (leader), apply remote retention and
+// delete shadowed objects (leader).
 func (u *Uploader) round(ctx context.Context) error {
 	leader := u.leader.Load()
 	u.mu.Lock()
-	listed, listedAt := u.listed, u.listedAt
+	listed, fullAt, nextPoll := u.listed, u.fullListAt, u.nextPoll
 	u.mu.Unlock()
 	now := u.m.cfg.Now()
-	if !listed || u.relist.Swap(false) || (!leader && now.Sub(listedAt) >= u.m.cfg.PollInterval) {
+	switch {
+	case !listed || u.relist.Swap(false) || now.Sub(fullAt) >= u.m.cfg.FullListInterval:
 		if err := u.list(ctx, leader); err != nil {
 			u.relist.Store(true)
+			return err
+		}
+	case !leader && !now.Before(nextPoll):
+		if err := u.poll(ctx); err != nil {
 			return err
 		}
 	}
@@ -501,25 +548,85 @@ func (u *Uploader) round(ctx context.Context) error {
 		}
 		break
 	}
-	return u.enforceRetention(ctx)
+	if err := u.enforceRetention(ctx); err != nil {
+		return err
+	}
+	return u.deleteShadowed(ctx)
 }
 
-// list reads the partition's remote index from the store and sets the
-// watermark to its end (never lowering it). A leader deletes the index
-// objects left without their .log below the watermark (uploads or deletions
-// cut short).
-func (u *Uploader) list(ctx context.Context, leader bool) error {
-	objs, err := u.m.cfg.Store.List(ctx, u.prefix, "", 0)
+// setObjects makes objs the known .log objects and recomputes the remote
+// index from them; it returns the index. The caller holds u.mu.
+func (u *Uploader) setObjects(objs []layout.Segment) layout.Index {
+	idx := layout.NewIndex(objs)
+	u.objects = objs
+	u.remote = idx.Segments
+	u.shadowed = idx.Shadowed
+	u.metrics.remoteSize.Set(float64(idx.Size()))
+	var shadowed int64
+	for _, s := range idx.Shadowed {
+		shadowed += s.Size
+	}
+	u.metrics.shadowedSize.Set(float64(shadowed))
+	return idx
+}
+
+// addObjects adds objs to the known .log objects (an object already known
+// under the same key is replaced) and recomputes the remote index; it
+// returns the index. The caller holds u.mu.
+func (u *Uploader) addObjects(objs ...layout.Segment) layout.Index {
+	if len(objs) == 1 && len(u.shadowed) == 0 && (len(u.remote) == 0 || objs[0].Base > u.remote[len(u.remote)-1].Last) {
+		// The usual upload, past every known object: the index grows by it.
+		u.objects = append(u.objects, objs[0])
+		u.remote = append(u.remote[:len(u.remote):len(u.remote)], objs[0])
+		x := layout.Index{Segments: u.remote}
+		u.metrics.remoteSize.Set(float64(x.Size()))
+		return x
+	}
+	all := make([]layout.Segment, 0, len(u.objects)+len(objs))
+	keys := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		keys[o.Key(layout.LogSuffix)] = true
+	}
+	for _, o := range u.objects {
+		if !keys[o.Key(layout.LogSuffix)] {
+			all = append(all, o)
+		}
+	}
+	return u.setObjects(append(all, objs...))
+}
+
+// removeObjects drops the objects of keys (.log keys) from the known ones
+// and recomputes the remote index. The caller holds u.mu.
+func (u *Uploader) removeObjects(keys map[string]bool) {
+	kept := make([]layout.Segment, 0, len(u.objects))
+	for _, o := range u.objects {
+		if !keys[o.Key(layout.LogSuffix)] {
+			kept = append(kept, o)
+		}
+	}
+	u.setObjects(kept)
+}
+
+// listing is what one listing of (part of) the prefix found.
+type listing struct {
+	logs   []layout.Segment
+	stems  map[string]bool // stems that have a .log
+	others []orphan        // index objects
+}
+
+type orphan struct {
+	key  string
+	last int64
+}
+
+// listFrom lists the partition's objects after startAfter.
+func (u *Uploader) listFrom(ctx context.Context, startAfter string) (listing, error) {
+	u.metrics.lists.Inc()
+	objs, err := u.m.cfg.Store.List(ctx, u.prefix, startAfter, 0)
 	if err != nil {
-		return fmt.Errorf("list the remote index of %s/%d: %w", u.topic, u.part, err)
+		return listing{}, fmt.Errorf("list the remote index of %s/%d: %w", u.topic, u.part, err)
 	}
-	var logs []layout.Segment
-	stems := map[string]bool{} // stems that have a .log
-	type orphan struct {
-		key  string
-		last int64
-	}
-	var others []orphan
+	l := listing{stems: map[string]bool{}}
 	for _, o := range objs {
 		s, suffix, ok := layout.Parse(o.Key)
 		if !ok || s.Topic != u.topic || s.Partition != u.part {
@@ -528,31 +635,43 @@ func (u *Uploader) list(ctx context.Context, leader bool) error {
 		stem := strings.TrimSuffix(o.Key, suffix)
 		if suffix == layout.LogSuffix {
 			s.Size = o.Size
-			logs = append(logs, s)
-			stems[stem] = true
+			l.logs = append(l.logs, s)
+			l.stems[stem] = true
 			continue
 		}
-		others = append(others, orphan{key: o.Key, last: s.Last})
+		l.others = append(l.others, orphan{key: o.Key, last: s.Last})
 	}
-	idx := layout.NewIndex(logs)
-	end := idx.End()
-	if cur := u.watermark.Load(); end > cur {
+	return l, nil
+}
+
+// list reads the partition's whole remote index from the store and sets
+// the watermark to its end (never lowering it). A leader deletes the index
+// objects left without their .log below the watermark (uploads or
+// deletions cut short).
+func (u *Uploader) list(ctx context.Context, leader bool) error {
+	l, err := u.listFrom(ctx, "")
+	if err != nil {
+		return err
+	}
+	now := u.m.cfg.Now()
+	u.mu.Lock()
+	idx := u.setObjects(l.logs)
+	u.listed = true
+	u.fullListAt = now
+	u.pollEvery = u.m.cfg.PollInterval
+	u.nextPoll = now.Add(u.pollEvery)
+	u.mu.Unlock()
+	if end := idx.End(); end > u.watermark.Load() {
 		u.watermark.Store(end)
 	}
-	u.mu.Lock()
-	u.remote = idx.Segments
-	u.listed = true
-	u.listedAt = u.m.cfg.Now()
-	u.mu.Unlock()
-	u.metrics.remoteSize.Set(float64(idx.Size()))
 	if !leader {
 		return nil
 	}
 	var stale []string
 	wm := u.watermark.Load()
-	for _, o := range others {
+	for _, o := range l.others {
 		_, suffix, _ := layout.Parse(o.key)
-		if !stems[strings.TrimSuffix(o.key, suffix)] && o.last < wm {
+		if !l.stems[strings.TrimSuffix(o.key, suffix)] && o.last < wm {
 			stale = append(stale, o.key)
 		}
 	}
@@ -561,6 +680,51 @@ func (u *Uploader) list(ctx context.Context, leader bool) error {
 			return fmt.Errorf("delete %d leftover index objects of %s/%d: %w", len(stale), u.topic, u.part, err)
 		}
 		u.logger.Info("tiered storage: deleted index objects left without their segment", "objects", len(stale))
+	}
+	return nil
+}
+
+// poll is a follower's cheap listing: only when some closed local segment
+// is not known to be uploaded (nothing else depends on it: the watermark is
+// the follower's deletion gate), and only the keys from the newest known
+// segment's base offset on, since the leader's uploads sort after it. It
+// backs off while it finds nothing new. The full listing every
+// FullListInterval sees the rest (deletions, uploads that began lower).
+func (u *Uploader) poll(ctx context.Context) error {
+	_, pending := u.lag(u.src.Segments())
+	now := u.m.cfg.Now()
+	if pending == 0 {
+		u.mu.Lock()
+		u.nextPoll = now.Add(u.m.cfg.PollInterval)
+		u.mu.Unlock()
+		return nil
+	}
+	u.mu.Lock()
+	after := ""
+	if n := len(u.objects); n > 0 {
+		newest := u.objects[0].Base
+		for _, o := range u.objects[1:] {
+			newest = max(newest, o.Base)
+		}
+		after = fmt.Sprintf("%s%020d", u.prefix, newest)
+	}
+	u.mu.Unlock()
+	l, err := u.listFrom(ctx, after)
+	if err != nil {
+		return err
+	}
+	wm := u.watermark.Load()
+	u.mu.Lock()
+	idx := u.addObjects(l.logs...)
+	if idx.End() > wm {
+		u.pollEvery = u.m.cfg.PollInterval
+	} else {
+		u.pollEvery = min(2*u.pollEvery, 8*u.m.cfg.PollInterval)
+	}
+	u.nextPoll = now.Add(u.pollEvery)
+	u.mu.Unlock()
+	if end := idx.End(); end > wm {
+		u.watermark.Store(end)
 	}
 	return nil
 }
@@ -604,8 +768,8 @@ func (u *Uploader) upload(ctx context.Context, s Segment, from int64) error {
 	defer func() { <-u.m.sem }()
 	d, err := u.src.Open(s.Base, from)
 	if err != nil && from != s.Base && !errors.Is(err, ErrSegmentGone) {
-		// from is not a batch boundary here (the remote index came from
-		// a diverged history): upload the whole segment.
+		// The tail could not be opened (a damaged segment?): upload the
+		// whole segment; the remote index resolves the overlap.
 		u.logger.Warn("tiered storage: uploading a whole segment that overlaps the remote index", "segment", s.Base, "remote_end", from, "err", err)
 		d, err = u.src.Open(s.Base, s.Base)
 	}
@@ -638,17 +802,16 @@ func (u *Uploader) upload(ctx context.Context, s Segment, from int64) error {
 		return err
 	}
 	u.mu.Lock()
-	u.remote = append(u.remote, seg)
-	var size int64
-	for _, r := range u.remote {
-		size += r.Size
-	}
+	u.addObjects(seg)
 	u.mu.Unlock()
-	u.watermark.Store(seg.Last + 1)
+	u.watermark.Store(max(u.watermark.Load(), seg.Last+1))
 	n := d.Size + int64(len(d.Index)+len(d.TimeIndex))
 	u.metrics.bytes.Add(float64(n))
 	u.metrics.segments.Inc()
-	u.metrics.remoteSize.Set(float64(size))
+	if seg.Base < from {
+		u.logger.Info("tiered storage: uploaded a tail from the batch straddling the remote end", "segment", seg.Base, "last", seg.Last,
+			"remote_end", from, "epoch", seg.Epoch)
+	}
 	u.logger.Debug("tiered storage: uploaded segment", "segment", seg.Base, "last", seg.Last, "epoch", seg.Epoch,
 		"bytes", n, "seconds", time.Since(start).Seconds())
 	return nil
@@ -656,7 +819,9 @@ func (u *Uploader) upload(ctx context.Context, s Segment, from int64) error {
 
 // enforceRetention deletes the remote segments past the policy, oldest
 // first: the .log objects first, so a segment stops counting as remote
-// before its indexes go.
+// before its indexes go. Shadowed objects that begin at or below the last
+// offset deleted go with them (without a grace period, like the segments
+// they shadow): what they hold above it is in the rest of the index.
 func (u *Uploader) enforceRetention(ctx context.Context) error {
 	p := *u.policy.Load()
 	if p.RetentionTime <= 0 && p.RetentionBytes <= 0 {
@@ -678,29 +843,84 @@ func (u *Uploader) enforceRetention(ctx context.Context) error {
 		victims = append(victims, s)
 		size -= s.Size
 	}
+	segments := len(victims)
+	if segments > 0 {
+		cut := victims[len(victims)-1].Last
+		for _, s := range u.shadowed {
+			if s.Base <= cut {
+				victims = append(victims, s)
+			}
+		}
+	}
 	u.mu.Unlock()
 	if len(victims) == 0 {
 		return nil
 	}
-	logs := make([]string, 0, len(victims))
-	idx := make([]string, 0, 2*len(victims))
-	for _, s := range victims {
-		logs = append(logs, s.Key(layout.LogSuffix))
+	err := u.deleteSegments(ctx, victims, func() { u.metrics.deletes.Add(float64(segments)) })
+	if err != nil {
+		return fmt.Errorf("remote retention of %s/%d: %w", u.topic, u.part, err)
+	}
+	u.logger.Info("tiered storage: remote retention deleted segments", "segments", segments, "shadowed", len(victims)-segments,
+		"first", victims[0].Base, "last", victims[segments-1].Last)
+	return nil
+}
+
+// deleteShadowed deletes the objects that the remote index has not used
+// for Config.ShadowGrace (as this Uploader has seen it).
+func (u *Uploader) deleteShadowed(ctx context.Context) error {
+	now := u.m.cfg.Now()
+	grace := u.m.cfg.ShadowGrace
+	u.mu.Lock()
+	since := make(map[string]time.Time, len(u.shadowed))
+	var victims []layout.Segment
+	for _, s := range u.shadowed {
+		k := s.Key(layout.LogSuffix)
+		t, ok := u.shadowSince[k]
+		if !ok {
+			t = now
+		}
+		since[k] = t
+		if now.Sub(t) >= grace {
+			victims = append(victims, s)
+		}
+	}
+	u.shadowSince = since
+	u.mu.Unlock()
+	if len(victims) == 0 {
+		return nil
+	}
+	err := u.deleteSegments(ctx, victims, func() { u.metrics.shadowDeletes.Add(float64(len(victims))) })
+	if err != nil {
+		return fmt.Errorf("delete shadowed objects of %s/%d: %w", u.topic, u.part, err)
+	}
+	u.logger.Info("tiered storage: deleted objects whose offsets other objects hold", "segments", len(victims),
+		"first", victims[0].Base, "grace", grace)
+	return nil
+}
+
+// deleteSegments deletes the objects of segs: their .log objects, then
+// (after calling deleted, and taking the segments out of the known
+// objects) their indexes.
+func (u *Uploader) deleteSegments(ctx context.Context, segs []layout.Segment, deleted func()) error {
+	logs := make([]string, 0, len(segs))
+	idx := make([]string, 0, 2*len(segs))
+	gone := make(map[string]bool, len(segs))
+	for _, s := range segs {
+		k := s.Key(layout.LogSuffix)
+		logs = append(logs, k)
+		gone[k] = true
 		idx = append(idx, s.Key(layout.IndexSuffix), s.Key(layout.TimeIndexSuffix))
 	}
 	if err := u.m.cfg.Store.Delete(ctx, logs...); err != nil {
-		return fmt.Errorf("remote retention of %s/%d: %w", u.topic, u.part, err)
+		return err
 	}
+	deleted()
 	u.mu.Lock()
-	u.remote = u.remote[len(victims):]
+	u.removeObjects(gone)
 	u.mu.Unlock()
-	u.metrics.deletes.Add(float64(len(victims)))
-	u.metrics.remoteSize.Set(float64(size))
-	u.logger.Info("tiered storage: remote retention deleted segments", "segments", len(victims),
-		"first", victims[0].Base, "last", victims[len(victims)-1].Last)
 	if err := u.m.cfg.Store.Delete(ctx, idx...); err != nil {
 		// Left without their .log, they are deleted at the next listing.
-		return fmt.Errorf("remote retention of %s/%d: delete indexes: %w", u.topic, u.part, err)
+		return fmt.Errorf("delete indexes: %w", err)
 	}
 	return nil
 }
@@ -750,27 +970,32 @@ func (l *limitedReader) Seek(off int64, whence int) (int64, error) { return l.r.
 
 // metrics are the Manager's Prometheus metrics, labelled by partition.
 type metrics struct {
-	bytes, segments, failures, deletes *prometheus.CounterVec
-	lag, remoteSize                    *prometheus.GaugeVec
+	bytes, segments, failures, deletes, shadowDeletes, lists *prometheus.CounterVec
+	lag, lagSegments, failing, remoteSize, shadowedSize      *prometheus.GaugeVec
 }
 
 type partitionMetrics struct {
-	bytes, segments, failures, deletes prometheus.Counter
-	lag, remoteSize                    prometheus.Gauge
+	bytes, segments, failures, deletes, shadowDeletes, lists prometheus.Counter
+	lag, lagSegments, failing, remoteSize, shadowedSize      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	labels := []string{"topic", "partition"}
 	m := &metrics{
-		bytes:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_uploaded_bytes_total", Help: "Bytes uploaded to the object store (segments and their indexes), per partition."}, labels),
-		segments:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_uploaded_segments_total", Help: "Segments uploaded to the object store, per partition."}, labels),
-		failures:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_upload_failures_total", Help: "Failed rounds of uploads, listings or remote deletions (each is retried), per partition."}, labels),
-		deletes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_remote_deleted_segments_total", Help: "Remote segments deleted by retention, per partition."}, labels),
-		lag:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_upload_lag_bytes", Help: "Bytes of closed segments not yet uploaded, per partition (leaders)."}, labels),
-		remoteSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_remote_size_bytes", Help: "Bytes of the segments in the object store, per partition."}, labels),
+		bytes:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_uploaded_bytes_total", Help: "Bytes uploaded to the object store (segments and their indexes), per partition."}, labels),
+		segments:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_uploaded_segments_total", Help: "Segments uploaded to the object store, per partition."}, labels),
+		failures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_upload_failures_total", Help: "Failed rounds of uploads, listings or remote deletions (each is retried), per partition."}, labels),
+		deletes:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_remote_deleted_segments_total", Help: "Remote segments deleted by retention, per partition."}, labels),
+		shadowDeletes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_shadowed_deleted_segments_total", Help: "Remote segments deleted because other objects hold all their offsets (after a leader change), per partition."}, labels),
+		lists:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spate_tier_uploader_lists_total", Help: "Listings of the object store by the uploaders, per partition."}, labels),
+		lag:           prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_upload_lag_bytes", Help: "Bytes of closed segments not known to be uploaded, per partition: on a leader, what it has yet to upload; on a follower, what its local retention waits for."}, labels),
+		lagSegments:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_upload_lag_segments", Help: "Closed segments not known to be uploaded, per partition."}, labels),
+		failing:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_upload_failing", Help: "1 while the partition's uploads, listings or remote deletions fail (they are retried; segments stay on local disk), else 0."}, labels),
+		remoteSize:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_remote_size_bytes", Help: "Bytes of the segments in the object store, per partition."}, labels),
+		shadowedSize:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spate_tier_shadowed_size_bytes", Help: "Bytes of remote segments that other objects shadow, awaiting deletion, per partition."}, labels),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.segments, m.failures, m.deletes, m.lag, m.remoteSize)
+		reg.MustRegister(m.bytes, m.segments, m.failures, m.deletes, m.shadowDeletes, m.lists, m.lag, m.lagSegments, m.failing, m.remoteSize, m.shadowedSize)
 	}
 	return m
 }
@@ -778,12 +1003,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) partition(topic string, partition int32) partitionMetrics {
 	lv := []string{topic, strconv.Itoa(int(partition))}
 	return partitionMetrics{
-		bytes:      m.bytes.WithLabelValues(lv...),
-		segments:   m.segments.WithLabelValues(lv...),
-		failures:   m.failures.WithLabelValues(lv...),
-		deletes:    m.deletes.WithLabelValues(lv...),
-		lag:        m.lag.WithLabelValues(lv...),
-		remoteSize: m.remoteSize.WithLabelValues(lv...),
+		bytes:         m.bytes.WithLabelValues(lv...),
+		segments:      m.segments.WithLabelValues(lv...),
+		failures:      m.failures.WithLabelValues(lv...),
+		deletes:       m.deletes.WithLabelValues(lv...),
+		shadowDeletes: m.shadowDeletes.WithLabelValues(lv...),
+		lists:         m.lists.WithLabelValues(lv...),
+		lag:           m.lag.WithLabelValues(lv...),
+		lagSegments:   m.lagSegments.WithLabelValues(lv...),
+		failing:       m.failing.WithLabelValues(lv...),
+		remoteSize:    m.remoteSize.WithLabelValues(lv...),
+		shadowedSize:  m.shadowedSize.WithLabelValues(lv...),
 	}
 }
 
@@ -793,6 +1023,11 @@ func (m *metrics) forget(topic string, partition int32) {
 	m.segments.DeleteLabelValues(lv...)
 	m.failures.DeleteLabelValues(lv...)
 	m.deletes.DeleteLabelValues(lv...)
+	m.shadowDeletes.DeleteLabelValues(lv...)
+	m.lists.DeleteLabelValues(lv...)
 	m.lag.DeleteLabelValues(lv...)
+	m.lagSegments.DeleteLabelValues(lv...)
+	m.failing.DeleteLabelValues(lv...)
 	m.remoteSize.DeleteLabelValues(lv...)
+	m.shadowedSize.DeleteLabelValues(lv...)
 }

@@ -1,6 +1,7 @@
 package upload_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -412,4 +413,291 @@ func TestLocalRetentionMayDeleteWhatWasUploaded(t *testing.T) {
 	want = append(want, log.roll(t, 10, now))
 	waitUploaded(t, u, 10*time.Second)
 	checkRemote(t, store, "d", 0, want)
+}
+
+// remoteLogs lists the .log objects of a partition.
+func remoteLogs(t *testing.T, store objstore.Store, topic string, partition int32) []layout.Segment {
+	t.Helper()
+	objs, err := store.List(context.Background(), layout.PartitionPrefix(topic, partition), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []layout.Segment
+	for _, o := range objs {
+		if s, suffix, ok := layout.Parse(o.Key); ok && suffix == layout.LogSuffix {
+			s.Size = o.Size
+			logs = append(logs, s)
+		}
+	}
+	return logs
+}
+
+// bounds returns the base and last offsets of segs.
+func bounds(segs []layout.Segment) [][2]int64 {
+	var out [][2]int64
+	for _, s := range segs {
+		out = append(out, [2]int64{s.Base, s.Last})
+	}
+	return out
+}
+
+// readRemote reads the remote index from its start as a reader does (each
+// segment from the offset asked for to its end, then on from the next one)
+// and returns the offsets read, in order, checking each one's bytes.
+func readRemote(t *testing.T, store objstore.Store, x layout.Index) []int64 {
+	t.Helper()
+	var got []int64
+	for off := x.Start(); len(x.Segments) > 0 && off < x.End(); {
+		i, ok := x.Find(off)
+		if !ok || x.Segments[i].Base > off {
+			t.Fatalf("no remote segment holds offset %d: %v", off, bounds(x.Segments))
+		}
+		s := x.Segments[i]
+		rc, err := store.Get(context.Background(), s.Key(layout.LogSuffix), (off-s.Base)*recordBytes, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(b); i += recordBytes {
+			if o := off + int64(i/recordBytes); b[i] != byte(o) {
+				t.Fatalf("segment %d-%d holds %d at offset %d", s.Base, s.Last, b[i], o)
+			}
+		}
+		for o := off; o <= s.Last; o++ {
+			got = append(got, o)
+		}
+		off = s.Last + 1
+	}
+	return got
+}
+
+func TestNewLeaderUploadsFromTheBatchStraddlingTheRemoteEnd(t *testing.T) {
+	store := localStore(t)
+	now := time.Now()
+	old := newFakeLog(t)
+	old.roll(t, 10, now) // 0-9
+	old.roll(t, 10, now) // 10-19
+	m := newManager(t, store, nil)
+	u, err := m.Add("s", 0, old, upload.Policy{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, u, 10*time.Second)
+	m.Remove("s", 0)
+
+	// The new leader's batches hold 3 offsets: 18-20 straddles the remote
+	// end, 20.
+	nl := newFakeLog(t)
+	nl.batch, nl.epoch = 3, 2
+	nl.roll(t, 15, now) // 0-14
+	nl.roll(t, 15, now) // 15-29
+	u, err = m.Add("s", 0, nl, upload.Policy{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitUploaded(t, u, 10*time.Second)
+	want := [][2]int64{{0, 9}, {10, 19}, {18, 29}}
+	if got := bounds(u.RemoteIndex()); !slices.Equal(got, want) {
+		t.Fatalf("remote index %v, want %v", got, want)
+	}
+	if st.RemoteStartOffset != 0 || st.RemoteEndOffset != 30 || st.ShadowedSegments != 0 || !u.Uploaded(15, 29) {
+		t.Fatalf("status %+v", st)
+	}
+	x := layout.NewIndex(remoteLogs(t, store, "s", 0))
+	if got := bounds(x.Segments); !slices.Equal(got, want) || len(x.Shadowed) != 0 {
+		t.Fatalf("the listing's index %v (shadowed %v), want %v", got, bounds(x.Shadowed), want)
+	}
+	got := readRemote(t, store, x)
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("a reader reads offsets %v, want 0 to 29 once each", got)
+		}
+	}
+	if len(got) != 30 {
+		t.Fatalf("a reader reads offsets %v, want 0 to 29 once each", got)
+	}
+}
+
+func TestShadowedObjectsAreDeletedAfterTheGrace(t *testing.T) {
+	store := localStore(t)
+	reg := prometheus.NewRegistry()
+	now := time.Now()
+	clock := &fakeClock{t: now}
+	m := newManager(t, store, func(c *upload.Config) {
+		c.Registerer = reg
+		c.Now = clock.Now
+		c.ShadowGrace = time.Hour
+		c.FullListInterval = time.Second
+	})
+	l := newFakeLog(t)
+	l.epoch = 2
+	l.roll(t, 10, now) // 0-9
+	l.roll(t, 10, now) // 10-19
+	u, err := m.Add("z", 0, l, upload.Policy{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, u, 10*time.Second)
+
+	// A former leader (epoch 1), which listed before the new one
+	// uploaded, uploads late: 0-4, 5-14 and 15-24.
+	for _, r := range [][2]int64{{0, 4}, {5, 14}, {15, 24}} {
+		putRemote(t, store, layout.Segment{Topic: "z", Partition: 0, Base: r[0], Last: r[1], Epoch: 1, MaxTimestamp: now.UnixMilli()})
+	}
+	// What the zombie uploaded past the remote end (20-24 of 15-24) is not
+	// shadowed; 0-4 and 5-14 are.
+	waitFor(t, 10*time.Second, "the leader to list the zombie's objects", func() bool {
+		if u.Status().ShadowedSegments == 2 {
+			return true
+		}
+		clock.Set(clock.Now().Add(time.Second)) // a full listing is due
+		return false
+	})
+	want := [][2]int64{{0, 9}, {10, 19}, {15, 24}}
+	if got := bounds(u.RemoteIndex()); !slices.Equal(got, want) {
+		t.Fatalf("remote index %v, want %v", got, want)
+	}
+	time.Sleep(200 * time.Millisecond) // rounds pass within the grace
+	if n := len(remoteLogs(t, store, "z", 0)); n != 5 {
+		t.Fatalf("%d .log objects within the grace period, want 5", n)
+	}
+
+	clock.Set(clock.Now().Add(time.Hour))
+	waitFor(t, 10*time.Second, "the shadowed objects to go", func() bool {
+		objs, err := store.List(context.Background(), layout.PartitionPrefix("z", 0), "", 0)
+		return err == nil && len(objs) == 9 // 3 segments' objects
+	})
+	st := u.Status()
+	if got := bounds(layout.NewIndex(remoteLogs(t, store, "z", 0)).Segments); !slices.Equal(got, want) || st.ShadowedSegments != 0 {
+		t.Fatalf("after the grace: index %v, status %+v", got, st)
+	}
+	if got := metricValue(t, reg, "spate_tier_shadowed_deleted_segments_total"); got != 2 {
+		t.Fatalf("shadowed deletions metric %v, want 2", got)
+	}
+}
+
+// listingStore records the startAfter of each List.
+type listingStore struct {
+	objstore.Store
+
+	mu    sync.Mutex
+	after []string
+}
+
+func (l *listingStore) List(ctx context.Context, prefix, startAfter string, limit int) ([]objstore.ObjectInfo, error) {
+	l.mu.Lock()
+	l.after = append(l.after, startAfter)
+	l.mu.Unlock()
+	return l.Store.List(ctx, prefix, startAfter, limit)
+}
+
+func (l *listingStore) lists() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.after)
+}
+
+func TestFollowerListsOnlyWhatItWaitsFor(t *testing.T) {
+	store := localStore(t)
+	fstore := &listingStore{Store: store}
+	now := time.Now()
+	leaderLog, followerLog := newFakeLog(t), newFakeLog(t)
+	lm := newManager(t, store, nil)
+	lu, err := lm.Add("w", 0, leaderLog, upload.Policy{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		leaderLog.roll(t, 10, now)
+		followerLog.roll(t, 10, now)
+	}
+	waitUploaded(t, lu, 10*time.Second)
+	fm := newManager(t, fstore, nil)
+	fu, err := fm.Add("w", 0, followerLog, upload.Policy{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the follower's first listing", func() bool { return fu.Uploaded(0, 19) })
+
+	// Every closed segment of the follower is remote: rounds pass without
+	// listing.
+	time.Sleep(300 * time.Millisecond) // 6 poll intervals
+	if got := fstore.lists(); len(got) != 1 || got[0] != "" {
+		t.Fatalf("listings %q, want the first full one only", got)
+	}
+
+	// A segment closes on both: the follower lists only the keys from its
+	// newest remote segment on, until it sees the upload.
+	leaderLog.roll(t, 10, now)
+	followerLog.roll(t, 10, now)
+	waitFor(t, 10*time.Second, "the follower to see the new upload", func() bool { return fu.Uploaded(20, 29) })
+	got := fstore.lists()
+	from := layout.PartitionPrefix("w", 0) + "00000000000000000010"
+	for _, a := range got[1:] {
+		if a != from {
+			t.Fatalf("listings %q: want incremental ones after %q", got, from)
+		}
+	}
+	if st := fu.Status(); st.RemoteEndOffset != 30 || st.RemoteSegments != 3 || st.UploadLagSegments != 0 {
+		t.Fatalf("follower status %+v", st)
+	}
+}
+
+// putRemote puts seg's three objects, its .log with fakeLog's bytes.
+func putRemote(t *testing.T, store objstore.Store, seg layout.Segment) {
+	t.Helper()
+	data := make([]byte, (seg.Last-seg.Base+1)*recordBytes)
+	for i := range data {
+		data[i] = byte(seg.Base + int64(i)/recordBytes)
+	}
+	for _, o := range []struct {
+		suffix string
+		b      []byte
+	}{{layout.IndexSuffix, []byte("i")}, {layout.TimeIndexSuffix, []byte("t")}, {layout.LogSuffix, data}} {
+		if err := store.Put(context.Background(), seg.Key(o.suffix), bytes.NewReader(o.b), int64(len(o.b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRemoteRetentionTakesTheShadowedObjectsBelowItsCut(t *testing.T) {
+	store := localStore(t)
+	now := time.Now()
+	clock := &fakeClock{t: now}
+	m := newManager(t, store, func(c *upload.Config) {
+		c.Now = clock.Now
+		c.ShadowGrace = 24 * time.Hour
+		c.FullListInterval = time.Minute
+	})
+	l := newFakeLog(t)
+	l.epoch = 2
+	l.roll(t, 10, now.Add(-30*time.Minute)) // 0-9
+	l.roll(t, 10, now.Add(time.Hour))       // 10-19
+	u, err := m.Add("r", 0, l, upload.Policy{RetentionTime: time.Hour}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, u, 10*time.Second)
+	// A former leader's late upload, shadowed by both segments.
+	putRemote(t, store, layout.Segment{Topic: "r", Partition: 0, Base: 5, Last: 14, Epoch: 1, MaxTimestamp: now.Add(time.Hour).UnixMilli()})
+	waitFor(t, 10*time.Second, "the leader to list it", func() bool {
+		if u.Status().ShadowedSegments == 1 {
+			return true
+		}
+		clock.Set(clock.Now().Add(time.Minute)) // a full listing is due
+		return false
+	})
+
+	// 0-9 expires. Left alone, 5-14 would come back into the index for
+	// offsets 5-9; it goes with 0-9, long before its grace ends.
+	clock.Set(now.Add(45 * time.Minute))
+	waitFor(t, 10*time.Second, "remote retention", func() bool { return u.Status().RemoteStartOffset == 10 })
+	x := layout.NewIndex(remoteLogs(t, store, "r", 0))
+	if got := bounds(x.Segments); !slices.Equal(got, [][2]int64{{10, 19}}) || len(x.Shadowed) != 0 {
+		t.Fatalf("remote index %v, shadowed %v; want 10-19 alone", got, bounds(x.Shadowed))
+	}
 }

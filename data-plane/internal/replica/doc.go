@@ -14,7 +14,12 @@
 // uploader (package tiered-storage/upload) that uploads its closed segments
 // while the replica leads, and serves as its log's deletion gate: local
 // retention deletes only what is uploaded. Replica.TierReport says where the
-// remote tier stands, for heartbeats.
+// remote tier stands, for heartbeats, and what is wrong: uploads failing,
+// local retention holding segments for upload, the local disk running
+// short (less than LowDiskFreeBytes or LowDiskFreePercent free) or full.
+// The Manager's metrics include the free space of the data folder's file
+// system (spate_spu_disk_free_bytes) next to the bytes held for upload
+// (spate_spu_retention_held_bytes).
 //
 // # On-disk layout
 //

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
+	"github.com/spatehq/spate/internal/batch"
 	"github.com/spatehq/spate/tiered-storage/objstore"
 	"github.com/spatehq/spate/tiered-storage/upload"
 )
@@ -88,15 +89,31 @@ type TierReport struct {
 	RemoteSizeBytes int64
 	// UploadLagBytes is the bytes of closed segments not yet uploaded.
 	UploadLagBytes int64
+	// UploadLagSegments is the number of those segments.
+	UploadLagSegments int
+	// RetentionHeldBytes is the bytes of closed segments that local
+	// retention would delete but keeps until they are uploaded.
+	RetentionHeldBytes int64
+	// DiskFreeBytes is the space left on the file system of the replica's
+	// log, -1 when unknown.
+	DiskFreeBytes int64
 	// Error says what is wrong, for an operator: uploads failing, local
-	// retention holding segments, a full disk. It names no path, bucket
-	// or endpoint (those are in the SPU's log). Empty when all is well.
+	// retention holding segments, the local disk running short or full.
+	// It names no path, bucket or endpoint (those are in the SPU's log).
+	// Empty when all is well.
 	Error string
 }
 
+// The local disk is running short, for TierReport, when less than
+// LowDiskFreeBytes or LowDiskFreePercent of its file system is free.
+const (
+	LowDiskFreeBytes   = 1 << 30
+	LowDiskFreePercent = 5
+)
+
 // TierReport returns the state of the replica's remote tier.
 func (r *Replica) TierReport() TierReport {
-	rep := TierReport{Tiering: r.Spec().Settings.Tiering, RemoteStartOffset: -1, RemoteEndOffset: -1}
+	rep := TierReport{Tiering: r.Spec().Settings.Tiering, RemoteStartOffset: -1, RemoteEndOffset: -1, DiskFreeBytes: -1}
 	if !rep.Tiering {
 		return rep
 	}
@@ -110,7 +127,13 @@ func (r *Replica) TierReport() TierReport {
 	rep.RemoteEndOffset = st.RemoteEndOffset
 	rep.RemoteSizeBytes = st.RemoteSizeBytes
 	rep.UploadLagBytes = st.UploadLagBytes
+	rep.UploadLagSegments = st.UploadLagSegments
 	info := r.Log.Info()
+	rep.RetentionHeldBytes = info.RetentionHeldBytes
+	free, size, ok := diskSpace(r.Log.Dir())
+	if ok {
+		rep.DiskFreeBytes = free
+	}
 	var msgs []string
 	if st.Err != nil {
 		msgs = append(msgs, fmt.Sprintf("uploads failing since %s: %s", st.ErrAt.UTC().Format("2006-01-02T15:04:05Z"), describeStoreError(st.Err)))
@@ -118,8 +141,12 @@ func (r *Replica) TierReport() TierReport {
 	if info.RetentionHeldSegments > 0 {
 		msgs = append(msgs, fmt.Sprintf("local retention is holding %d segments (%d bytes) until they are uploaded", info.RetentionHeldSegments, info.RetentionHeldBytes))
 	}
-	if info.DiskFull {
+	switch {
+	case info.DiskFull:
 		msgs = append(msgs, "the local disk is full: produce fails until segments are uploaded and deleted, or space is freed")
+	case ok && lowDisk(free, size):
+		msgs = append(msgs, fmt.Sprintf("the local disk is running short: %d bytes free of %d (%d closed segments, %d bytes, not uploaded yet)",
+			free, size, st.UploadLagSegments, st.UploadLagBytes))
 	}
 	for i, msg := range msgs {
 		if i > 0 {
@@ -128,6 +155,16 @@ func (r *Replica) TierReport() TierReport {
 		rep.Error += msg
 	}
 	return rep
+}
+
+// diskSpace returns the bytes free and the size of the file system that
+// holds a path (tests replace it).
+var diskSpace = statfsSpace
+
+// lowDisk reports whether free bytes of a file system of size bytes is
+// running short.
+func lowDisk(free, size int64) bool {
+	return free < LowDiskFreeBytes || free < size/100*LowDiskFreePercent
 }
 
 // describeStoreError says what kind of failure err is, without the details
@@ -160,6 +197,9 @@ func (s logSource) Segments() []upload.Segment {
 }
 
 func (s logSource) Open(base, from int64) (*upload.SegmentData, error) {
+	if from > base {
+		from = s.batchBase(base, from)
+	}
 	d, err := s.l.OpenClosedSegment(base, from)
 	if errors.Is(err, commitlog.ErrSegmentNotFound) || errors.Is(err, commitlog.ErrClosed) {
 		return nil, fmt.Errorf("%w: %w", upload.ErrSegmentGone, err)
@@ -176,30 +216,53 @@ func (s logSource) Open(base, from int64) (*upload.SegmentData, error) {
 	}, nil
 }
 
+// batchBase returns the base offset of the batch that holds offset, in the
+// segment of base offset base: offset itself when it begins a batch, or
+// when the batch cannot be read (OpenClosedSegment then says why).
+func (s logSource) batchBase(base, offset int64) int64 {
+	b, err := s.l.Read(offset, 1, nil)
+	if err != nil || len(b) < batch.HeaderSize {
+		return offset
+	}
+	h, err := batch.ParseHeader(b)
+	if err != nil || h.BaseOffset > offset || h.BaseOffset < base || h.LastOffset() < offset {
+		return offset
+	}
+	return h.BaseOffset
+}
+
 func (s logSource) Rolled() <-chan struct{} { return s.l.Rolled() }
 
 // storageCollector exports, per replica, what local retention holds for
 // upload and whether the disk is full.
 type storageCollector struct {
-	m          *Manager
-	held, full *prometheus.Desc
+	m                            *Manager
+	held, full, diskFree, diskSz *prometheus.Desc
 }
 
 func newStorageCollector(m *Manager) *storageCollector {
 	labels := []string{"topic", "partition"}
 	return &storageCollector{
-		m:    m,
-		held: prometheus.NewDesc("spate_spu_retention_held_bytes", "Bytes of closed segments that local retention keeps because they are not uploaded yet (tiering), per partition.", labels, nil),
-		full: prometheus.NewDesc("spate_spu_disk_full", "1 when the last append to the partition failed for lack of disk space.", labels, nil),
+		m:        m,
+		held:     prometheus.NewDesc("spate_spu_retention_held_bytes", "Bytes of closed segments that local retention keeps because they are not uploaded yet (tiering), per partition.", labels, nil),
+		full:     prometheus.NewDesc("spate_spu_disk_full", "1 when the last append to the partition failed for lack of disk space.", labels, nil),
+		diskFree: prometheus.NewDesc("spate_spu_disk_free_bytes", "Bytes free on the file system of the SPU's data folder (for unprivileged users).", nil, nil),
+		diskSz:   prometheus.NewDesc("spate_spu_disk_size_bytes", "Size of the file system of the SPU's data folder.", nil, nil),
 	}
 }
 
 func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.held
 	ch <- c.full
+	ch <- c.diskFree
+	ch <- c.diskSz
 }
 
 func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
+	if free, size, ok := diskSpace(c.m.dir); ok {
+		ch <- prometheus.MustNewConstMetric(c.diskFree, prometheus.GaugeValue, float64(free))
+		ch <- prometheus.MustNewConstMetric(c.diskSz, prometheus.GaugeValue, float64(size))
+	}
 	for _, r := range c.m.List("") {
 		info := r.Log.Info()
 		p := strconv.Itoa(int(r.Partition))

@@ -157,6 +157,17 @@ func TestLocalRetentionDeletesOnlyUploadedSegments(t *testing.T) {
 	if strings.Contains(rep.Error, "injected") {
 		t.Fatalf("the report carries the store's details: %q", rep.Error)
 	}
+	if rep.UploadLagSegments == 0 || rep.RetentionHeldBytes == 0 || rep.DiskFreeBytes < 0 || strings.Contains(rep.Error, "running short") {
+		t.Fatalf("during the outage, with disk space left: %+v", rep)
+	}
+	// The disk fills up while the store is down: the report says so
+	// before appends fail.
+	restore := replica.SetDiskSpace(func(string) (int64, int64, bool) { return 300 << 20, 100 << 30, true })
+	rep = r.TierReport()
+	restore()
+	if rep.DiskFreeBytes != 300<<20 || !strings.Contains(rep.Error, "running short: 314572800 bytes free") || !strings.Contains(rep.Error, "unavailable") {
+		t.Fatalf("with 300 MiB left: %+v", rep)
+	}
 
 	store.down.Store(false)
 	waitFor(t, 20*time.Second, "uploads and local retention", func() bool {
@@ -301,5 +312,80 @@ func TestS3StoppedUnderLoad(t *testing.T) {
 	info = r.Log.Info()
 	if x.Start() != 0 || x.End() != info.ActiveBase || info.StartOffset > x.End() || info.EndOffset != int64(produced) {
 		t.Fatalf("remote %d to %d; local %+v; produced %d", x.Start(), x.End(), info, produced)
+	}
+}
+
+// TestNewLeaderUploadsFromTheBatchThatStraddlesTheRemoteEnd: the remote
+// tier ends inside one of the new leader's batches (an old leader's upload
+// ends at offset 4; the batches hold offsets 0-2, 3-5, ...): the leader
+// uploads from the batch that holds the remote end, 3, so that the remote
+// index has every offset and the object holds whole batches.
+func TestNewLeaderUploadsFromTheBatchThatStraddlesTheRemoteEnd(t *testing.T) {
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := layout.Segment{Topic: "s", Partition: 0, Base: 0, Last: 4, Epoch: 0, MaxTimestamp: time.Now().UnixMilli()}
+	for _, suf := range []string{layout.IndexSuffix, layout.TimeIndexSuffix, layout.LogSuffix} {
+		if err := store.Put(context.Background(), old.Key(suf), strings.NewReader("old"), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := openTiered(t, t.TempDir(), store)
+	leader := int32(7)
+	spec := replica.Spec{Topic: "s", Partition: 0, FollowsLeader: &leader, Settings: replica.Settings{Tiering: true, SegmentBytes: 4096}}
+	if _, err := m.Ensure(spec); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := m.Get("s", 0)
+	for i := 0; i < 90; i += 3 { // what replication writes: 3 records a batch
+		b := batch.NewBuilder(batch.None)
+		for j := range 3 {
+			b.Append(batch.Record{Value: fmt.Appendf(nil, "record %d %s", i+j, strings.Repeat("x", 200)), Timestamp: time.Now().UnixMilli()})
+		}
+		data, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch.SetBaseOffset(data, int64(i))
+		if _, err := r.Log.AppendReplicated(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.SetLeader()
+	active := r.Log.Info().ActiveBase
+	waitFor(t, 10*time.Second, "the new leader's uploads", func() bool {
+		rep := r.TierReport()
+		return rep.UploadLagBytes == 0 && rep.RemoteEndOffset == active
+	})
+	objs, err := store.List(context.Background(), layout.PartitionPrefix("s", 0), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []layout.Segment
+	for _, o := range objs {
+		if s, suffix, ok := layout.Parse(o.Key); ok && suffix == layout.LogSuffix {
+			s.Size = o.Size
+			logs = append(logs, s)
+		}
+	}
+	x := layout.NewIndex(logs)
+	if len(x.Shadowed) != 0 || len(x.Segments) < 3 || x.Segments[1].Base != 3 || x.End() != active {
+		t.Fatalf("remote index %+v (shadowed %+v), want 0-4, then from 3 on to %d", x.Segments, x.Shadowed, active)
+	}
+	for i := 2; i < len(x.Segments); i++ {
+		if x.Segments[i].Base != x.Segments[i-1].Last+1 {
+			t.Fatalf("remote index has a gap or overlap: %+v then %+v", x.Segments[i-1], x.Segments[i])
+		}
+	}
+	// The tail from 3 holds whole batches, the first one at byte 0.
+	rc, err := store.Get(context.Background(), x.Segments[1].Key(layout.LogSuffix), 0, batch.HeaderSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(rc)
+	rc.Close()
+	if h, err := batch.ParseHeader(hb); err != nil || h.BaseOffset != 3 {
+		t.Fatalf("the tail begins with %+v, %v; want the batch of offset 3", h, err)
 	}
 }
