@@ -16,6 +16,7 @@ import (
 	"github.com/spatehq/spate/control-plane/internal/reconcile"
 	"github.com/spatehq/spate/control-plane/internal/store"
 	"github.com/spatehq/spate/control-plane/internal/tenancy"
+	"github.com/spatehq/spate/control-plane/internal/tier"
 )
 
 // LocalCluster is the id of the one cluster of an insecure control plane.
@@ -247,7 +248,7 @@ func (s *Server) reconcileAll(ctx context.Context, guard []clientv3.Cmp) {
 			}
 			rctx, cancel := context.WithCancel(ctx)
 			running[m.id] = cancel
-			r := &reconcile.Reconciler{Store: m.store, Cache: m.cache, Guard: guard, Logger: s.logger.With("cluster", m.id)}
+			r := &reconcile.Reconciler{Store: m.store, Cache: m.cache, Guard: guard, Logger: s.logger.With("cluster", m.id), Purge: s.purger(m.id)}
 			wg.Go(func() { r.Run(rctx) })
 		}
 		for id, cancel := range running {
@@ -324,6 +325,12 @@ func (s *Server) advance(ctx context.Context, c tenancy.Cluster, advertise strin
 			store.Sleep(ctx, 2*time.Second)
 			return false
 		}
+		// The SPUs are gone: nothing uploads any more.
+		if err := s.tier.Remove(ctx, tier.Cluster{Tenant: c.Tenant, ID: c.ID}); err != nil {
+			log.Error("delete cluster tier objects; the cluster stays deleting until it succeeds", "err", err)
+			store.Sleep(ctx, 5*time.Second)
+			return false
+		}
 		s.dropMeta(c.ID)
 		if _, err := s.client.Delete(ctx, store.ClusterPrefix(c.ID), clientv3.WithPrefix()); err != nil {
 			log.Error("delete cluster metadata", "err", err)
@@ -341,6 +348,20 @@ func (s *Server) advance(ctx context.Context, c tenancy.Cluster, advertise strin
 		return false
 	}
 	spec := ClusterSpec{Name: c.ID, SPUs: int(c.SPUs), ControlPlane: advertise, Credentials: s.pki.spuCredentials(c)}
+	var err error
+	if spec.Tier, err = s.tier.Prepare(ctx, tier.Cluster{Tenant: c.Tenant, ID: c.ID}); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		// The object store may come back: try again, unless the cluster
+		// waited too long to start at all.
+		log.Error("prepare cluster tier store", "err", err)
+		if c.Status == tenancy.ClusterProvisioning && time.Since(c.CreatedAt) > s.cfg.ProvisionTimeout {
+			s.setClusterStatus(ctx, c.ID, tenancy.ClusterFailed, "preparing the tiered-storage object store failed: "+err.Error(), nil)
+		}
+		store.Sleep(ctx, 5*time.Second)
+		return false
+	}
 	if err := s.cfg.Provisioner.Ensure(ctx, spec); err != nil {
 		if ctx.Err() != nil {
 			return false

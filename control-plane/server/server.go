@@ -47,6 +47,7 @@ import (
 	"github.com/spatehq/spate/control-plane/internal/provision"
 	"github.com/spatehq/spate/control-plane/internal/store"
 	"github.com/spatehq/spate/control-plane/internal/tenancy"
+	"github.com/spatehq/spate/control-plane/internal/tier"
 	"github.com/spatehq/spate/internal/h2c"
 )
 
@@ -92,6 +93,9 @@ type Config struct {
 
 	// DefaultTopicSettings fill the settings a CreateTopic leaves unset.
 	DefaultTopicSettings TopicDefaults
+	// Tier is where clusters keep tiered storage: by default a folder per
+	// cluster, DataDir/tier/<cluster>; see TierConfig.
+	Tier TierConfig
 
 	// LocalSPUs, when positive, asks Provisioner for a cluster named
 	// "local" of that many SPUs once the control plane serves.
@@ -176,6 +180,9 @@ func (c Config) Validate() error {
 	if err := validateSettings(c.DefaultTopicSettings.settings()); err != nil {
 		return fmt.Errorf("control plane: default topic settings: %w", err)
 	}
+	if err := c.Tier.Validate(); err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
 	return nil
 }
 
@@ -213,6 +220,9 @@ func (c Config) withDefaults() Config {
 	if c.ProvisionTimeout == 0 {
 		c.ProvisionTimeout = 2 * time.Minute
 	}
+	if !c.Tier.S3() && c.Tier.Dir == "" && c.DataDir != "" {
+		c.Tier.Dir = filepath.Join(c.DataDir, "tier")
+	}
 	return c
 }
 
@@ -230,6 +240,8 @@ type Server struct {
 	clustersChanged signal
 	// principals caches each tenant's principals for the SPUs.
 	principals principalCache
+	// tier prepares and cleans up the clusters' object stores.
+	tier *tier.Manager
 
 	// The cloud: absent on an insecure control plane.
 	tenancy  *tenancy.Store
@@ -279,6 +291,11 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("control plane: connect to etcd: %w", err)
 	}
 	s.client = client
+	if s.tier, err = tier.New(cfg.Tier, logger.With("component", "tier")); err != nil {
+		client.Close()
+		s.closeEtcd()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	s.metas.byID = map[string]*clusterMeta{}
 	s.metas.changed = make(chan struct{})
 	if !cfg.Insecure {
@@ -494,7 +511,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 func (s *Server) provision(ctx context.Context, advertise string) {
 	spec := ClusterSpec{Name: LocalCluster, SPUs: s.cfg.LocalSPUs, ControlPlane: advertise}
 	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
-		err := s.cfg.Provisioner.Ensure(ctx, spec)
+		var err error
+		spec.Tier, err = s.tier.Prepare(ctx, tier.Cluster{ID: LocalCluster})
+		if err == nil {
+			err = s.cfg.Provisioner.Ensure(ctx, spec)
+		}
 		if err == nil {
 			s.logger.Info("spus provisioned", "cluster", spec.Name, "spus", spec.SPUs)
 			return

@@ -63,6 +63,12 @@ func (ts *topicService) CreateTopic(ctx context.Context, req *connect.Request[co
 	}
 	t, err = m.store.CreateTopic(ctx, t)
 	if errors.Is(err, store.ErrTopicExists) {
+		// A topic being deleted keeps its name until its replicas are
+		// gone and its objects purged from the remote tier, so that the
+		// new topic never sees the old one's data.
+		if old, gerr := m.store.GetTopic(ctx, spec.Name); gerr == nil && old.Deleting {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("topic %q is still being deleted (its replicas removed and its objects purged from the remote tier); create it again once `spate topic list` no longer shows it", spec.Name))
+		}
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("topic %q already exists; choose another name, or delete it first", spec.Name))
 	}
 	if err != nil {

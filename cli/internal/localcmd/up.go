@@ -19,6 +19,7 @@ import (
 	controlplanev1 "github.com/spatehq/spate/api/gen/spate/controlplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/controlplane/v1/controlplanev1connect"
 	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/cli/internal/format"
 	"github.com/spatehq/spate/client/cloud"
 	"github.com/spatehq/spate/client/profile"
 	"github.com/spatehq/spate/control-plane/server"
@@ -32,6 +33,12 @@ type UpOptions struct {
 	DataDir string
 	Port    int
 	Timeout time.Duration
+	// Tiering, LocalRetentionTime and LocalRetentionBytes are the
+	// defaults of new topics (see `spate control-plane serve`); zero
+	// retention values leave the SPUs' defaults.
+	Tiering             bool
+	LocalRetentionTime  time.Duration
+	LocalRetentionBytes int64
 	// Binary is the spate executable to run; default this one.
 	Binary string
 }
@@ -53,7 +60,16 @@ consume and topic commands then speak mTLS to the cluster.
 The control plane restarts an SPU that dies, and stops the SPUs when it
 stops. Logs: DATA-DIR/control-plane.log and DATA-DIR/clusters/<id>/spu-N.log.
 Running up again while it runs only says so; running it again after
-` + "`spate local down`" + ` starts the same tenant and cluster with their data.`,
+` + "`spate local down`" + ` starts the same tenant and cluster with their data.
+
+Tiered storage is on for new topics by default (--tiering=false turns it
+off): closed segments go up to the cluster's object store, a folder
+DATA-DIR/tier/<cluster-id>, and consumes that start below what the SPUs keep
+on disk read them back from there. --local-retention-time and
+--local-retention-bytes bound what the SPUs keep (default: everything the
+topic retains, so the folder is a second copy). A topic's own settings
+(` + "`spate topic create --tiering=false`" + `) win over these defaults, which
+apply from the next up after a down.`,
 		Example: `  spate local up
   spate local up --spus 3
   spate local up --data-dir ./spate-data --port 9100`,
@@ -67,6 +83,9 @@ Running up again while it runs only says so; running it again after
 	fl.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the data and logs")
 	fl.IntVar(&opts.Port, "port", DefaultPort, "port of the control plane on 127.0.0.1")
 	fl.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "how long to wait for the cluster to be ready")
+	fl.BoolVar(&opts.Tiering, "tiering", true, "turn tiering on for new topics, with the object store in DATA-DIR/tier")
+	fl.Var(&format.DurationValue{D: &opts.LocalRetentionTime}, "local-retention-time", "default for tiered topics: keep uploaded segments on the SPU's disk this long: 7d, 36h; -1 for as long as the whole log (default: the SPUs')")
+	fl.Int64Var(&opts.LocalRetentionBytes, "local-retention-bytes", 0, "default for tiered topics: keep at most this many bytes per partition on the SPU's disk; -1 for no limit (default: the SPUs')")
 	return cmd
 }
 
@@ -306,10 +325,7 @@ func startControlPlane(opts *UpOptions, dir, addr string) (int, <-chan struct{},
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- spate local up, %s\n", time.Now().Format(time.RFC3339))
-	cmd := exec.Command(bin, "control-plane", "serve",
-		"--addr", addr,
-		"--data-dir", dir,
-		"--tls-host", "localhost,127.0.0.1")
+	cmd := exec.Command(bin, serveArgs(opts, dir, addr)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	cmd.SysProcAttr = detached()
@@ -328,6 +344,30 @@ func startControlPlane(opts *UpOptions, dir, addr string) (int, <-chan struct{},
 		return 0, nil, err
 	}
 	return pid, exited, nil
+}
+
+// serveArgs is the command line of the background control plane.
+func serveArgs(opts *UpOptions, dir, addr string) []string {
+	args := []string{"control-plane", "serve",
+		"--addr", addr,
+		"--data-dir", dir,
+		"--tls-host", "localhost,127.0.0.1",
+		"--tiering=" + strconv.FormatBool(opts.Tiering)}
+	if opts.LocalRetentionTime != 0 {
+		args = append(args, "--local-retention-time", durationArg(opts.LocalRetentionTime))
+	}
+	if opts.LocalRetentionBytes != 0 {
+		args = append(args, "--local-retention-bytes", strconv.FormatInt(opts.LocalRetentionBytes, 10))
+	}
+	return args
+}
+
+// durationArg writes d so that format.ParseDuration reads it back.
+func durationArg(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return d.String()
 }
 
 // tail returns the last n lines of a file, for error messages.

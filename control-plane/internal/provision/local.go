@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,8 +28,8 @@ type LocalConfig struct {
 	// DataDir holds, per cluster, the SPUs' data under
 	// clusters/<name>/spu-<id>, their logs in clusters/<name>/spu-<id>.log
 	// and the ports they were given in clusters/<name>/ports.json, and the
-	// cluster's object store of tiered storage in tier/<name> (--tier-dir).
-	// Required.
+	// cluster's object store of tiered storage in tier/<name> (--tier-dir)
+	// unless ClusterSpec.Tier names one. Required.
 	DataDir string
 	// BasePort gives SPU i the port BasePort+i on 127.0.0.1. Zero picks a
 	// free port for each SPU the first time it starts; either way an SPU
@@ -101,6 +102,7 @@ type localSPU struct {
 	tlsDir  string
 	creds   func(int32) (Credentials, error)
 	args    []string
+	env     []string // nil: this process's environment
 	binary  string
 	logPath string
 	timeout time.Duration
@@ -211,10 +213,9 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 			"--data-dir", filepath.Join(c.dir, fmt.Sprintf("spu-%d", i)),
 			"--control-plane", spec.ControlPlane,
 			"--public-addr", scheme + addr,
-			// Tiered storage in a folder per cluster, shared by its
-			// SPUs (the cluster's prefix is the folder).
-			"--tier-dir", filepath.Join(l.cfg.DataDir, "tier", spec.Name),
 		}
+		tierArgs, env := l.tierArgs(spec)
+		args = append(args, tierArgs...)
 		var tlsDir string
 		if spec.Credentials != nil {
 			tlsDir = filepath.Join(c.dir, fmt.Sprintf("spu-%d.tls", i))
@@ -230,6 +231,7 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 			tlsDir:  tlsDir,
 			creds:   spec.Credentials,
 			args:    append(args, l.cfg.ExtraArgs...),
+			env:     env,
 			binary:  bin,
 			logPath: filepath.Join(c.dir, fmt.Sprintf("spu-%d.log", i)),
 			timeout: l.cfg.StopTimeout,
@@ -243,6 +245,45 @@ func (l *Local) Ensure(ctx context.Context, spec ClusterSpec) error {
 		go s.supervise()
 	}
 	return nil
+}
+
+// tierArgs returns the tiered-storage flags of the cluster's SPUs and
+// their environment (nil: this process's). Without spec.Tier, the cluster's
+// objects go to the folder DataDir/tier/<name>, shared by its SPUs. S3
+// keys go into the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY),
+// which other users cannot read, replacing any AWS credentials of this
+// process, so that the SPUs hold the cluster's keys and no others.
+func (l *Local) tierArgs(spec ClusterSpec) ([]string, []string) {
+	t := spec.Tier
+	if t.S3Bucket == "" {
+		dir := t.Dir
+		if dir == "" {
+			dir = filepath.Join(l.cfg.DataDir, "tier", spec.Name)
+		}
+		return []string{"--tier-dir", dir}, nil
+	}
+	args := []string{"--tier-s3-bucket", t.S3Bucket}
+	for _, f := range []struct{ flag, v string }{{"--tier-s3-endpoint", t.S3Endpoint}, {"--tier-s3-region", t.S3Region}, {"--tier-s3-prefix", t.S3Prefix}} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
+	}
+	if t.S3PathStyle {
+		args = append(args, "--tier-s3-path-style")
+	}
+	if t.S3AccessKey == "" {
+		return args, nil
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	// No shared config or credentials files either: only these keys.
+	env = append(env, "AWS_ACCESS_KEY_ID="+t.S3AccessKey, "AWS_SECRET_ACCESS_KEY="+t.S3SecretKey,
+		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_CONFIG_FILE="+os.DevNull)
+	return args, env
 }
 
 // port returns the SPU's port, choosing and persisting one the first time.
@@ -383,7 +424,9 @@ func (l *Local) State(cluster string) []SPUState {
 }
 
 // Delete stops the cluster's SPUs and waits for them; with deleteData it
-// then removes their data, logs, ports and tiered-storage folder. Deleting
+// then removes their data, logs, ports and default tiered-storage folder
+// (DataDir/tier/<name>; a store named in ClusterSpec.Tier is the caller's
+// to empty). Deleting
 // an unknown cluster only removes its data when asked.
 func (l *Local) Delete(ctx context.Context, cluster string, deleteData bool) error {
 	if err := names.Topic(cluster); err != nil {
@@ -522,6 +565,7 @@ func (s *localSPU) start() (*exec.Cmd, *os.File, error) {
 		return nil, nil, fmt.Errorf("open spu log: %w", err)
 	}
 	cmd := exec.Command(s.binary, s.args...)
+	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

@@ -19,7 +19,34 @@ type ClusterSpec struct {
 	// the SPU, so a restarted SPU has a fresh certificate. Nil runs the
 	// SPUs without TLS (development only).
 	Credentials func(id int32) (Credentials, error)
+	// Tier is the cluster's object store of tiered storage. The zero
+	// value leaves the choice to the provisioner (Local: a folder per
+	// cluster).
+	Tier Tier
 }
+
+// Tier is where a cluster's SPUs keep tiered storage: a folder (Dir) or
+// an S3 bucket (S3Bucket), not both.
+type Tier struct {
+	// Dir is the folder of a local object store holding the cluster's
+	// objects.
+	Dir string
+	// S3Endpoint, S3Region, S3Bucket, S3Prefix and S3PathStyle are the
+	// SPUs' --tier-s3-* flags; S3Prefix is the cluster's own key prefix.
+	S3Endpoint  string
+	S3Region    string
+	S3Bucket    string
+	S3Prefix    string
+	S3PathStyle bool
+	// S3AccessKey and S3SecretKey, when set, are the only credentials the
+	// SPUs get (in their environment, never on a command line); empty,
+	// the SPUs use the AWS default chain of their own environment.
+	S3AccessKey string
+	S3SecretKey string
+}
+
+// IsZero reports whether t names no store.
+func (t Tier) IsZero() bool { return t.Dir == "" && t.S3Bucket == "" }
 
 // Credentials are an SPU's certificates, in PEM.
 type Credentials struct {

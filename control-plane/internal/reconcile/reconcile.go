@@ -6,7 +6,8 @@
 //
 // One pass places unplaced partitions and moves leadership off offline
 // SPUs (package placement), and removes deleting topics that no online SPU
-// reports any more. Every write is guarded by the leader's election key and
+// reports any more, once their objects in the remote tier are purged
+// (Reconciler.Purge): until then the topic's name stays taken. Every write is guarded by the leader's election key and
 // by the revisions it read, so a replica that lost leadership, or read stale
 // data, writes nothing.
 package reconcile
@@ -15,8 +16,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -35,11 +38,27 @@ type Reconciler struct {
 	Guard []clientv3.Cmp
 	// Logger is required.
 	Logger *slog.Logger
+	// Purge, when set, deletes a topic's objects from the remote tier.
+	// It is called, in a goroutine of its own, once no online SPU reports
+	// a replica of a deleting topic, and the topic is removed from the
+	// store only after it returned nil; an error is logged and the purge
+	// tried again after a backoff. It must be idempotent: a new leader
+	// purges again a topic whose purge the old one had started.
+	Purge func(ctx context.Context, topic string) error
+	// PurgeBackoff is the first wait before a failed purge is tried
+	// again, doubling up to a minute. Default 1 s.
+	PurgeBackoff time.Duration
+}
+
+// purgeJob is a purge of one topic incarnation, running or done.
+type purgeJob struct {
+	done chan struct{} // closed when the purge succeeded or ctx ended
 }
 
 type action struct {
 	topic     string
 	remove    bool
+	created   int64 // the topic's CreatedAtMs, for removes
 	topicRev  int64
 	placeRev  int64
 	placement store.Placement
@@ -54,6 +73,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 	var topicsGen, spusGen, statusGen uint64
 	deleting := false
+	purges := map[string]*purgeJob{}
+	purged := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		var actions []action
 		changed := r.Cache.Read(func(st *store.State) {
@@ -67,8 +90,23 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		for _, a := range actions {
 			var err error
 			if a.remove {
+				key := fmt.Sprintf("%s@%d", a.topic, a.created)
+				if r.Purge != nil {
+					j := purges[key]
+					if j == nil {
+						j = &purgeJob{done: make(chan struct{})}
+						purges[key] = j
+						wg.Go(func() { r.purge(ctx, a.topic, j, purged) })
+					}
+					select {
+					case <-j.done:
+					default:
+						continue // removed once purged
+					}
+				}
 				err = r.Store.RemoveTopic(ctx, a.topic, a.topicRev, r.Guard...)
 				if err == nil {
+					delete(purges, key)
 					r.Logger.Info("topic deleted", "topic", a.topic)
 				}
 			} else {
@@ -101,9 +139,45 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 		select {
 		case <-changed:
+		case <-purged:
+			topicsGen = 0 // plan again: a purged topic may go
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// purge runs r.Purge for topic until it succeeds or ctx ends, then closes
+// j.done and wakes the loop through purged.
+func (r *Reconciler) purge(ctx context.Context, topic string, j *purgeJob, purged chan<- struct{}) {
+	backoff := r.PurgeBackoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	start := time.Now()
+	for {
+		err := r.Purge(ctx, topic)
+		if err == nil {
+			r.Logger.Info("topic purged from the remote tier", "topic", topic, "after", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			return // a new leader purges again
+		}
+		r.Logger.Error("purge topic from the remote tier; the topic stays deleting until it succeeds", "topic", topic, "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+	close(j.done)
+	select {
+	case purged <- struct{}{}:
+	default:
 	}
 }
 
@@ -128,7 +202,7 @@ func plan(st *store.State) (actions []action, deleting bool) {
 		if t.Deleting {
 			deleting = true
 			if !reported(st, t.Name) {
-				actions = append(actions, action{topic: t.Name, remove: true, topicRev: t.Revision})
+				actions = append(actions, action{topic: t.Name, remove: true, created: t.CreatedAtMs, topicRev: t.Revision})
 			}
 			continue
 		}
