@@ -37,7 +37,12 @@ func (b *buffer) release() {
 type shared interface {
 	retain()
 	release()
+	// inUse reports whether more than one reference is held (the cache's
+	// and someone else's).
+	inUse() bool
 }
+
+func (b *buffer) inUse() bool { return b.refs.Load() > 1 }
 
 var _ shared = (*buffer)(nil)
 

@@ -86,6 +86,28 @@ func (c *cache) add(key string, val any, size int64) {
 	}
 }
 
+// removeIdle removes the entry under key, if any, releasing a shared
+// value, unless the value is shared and someone besides the cache holds a
+// reference to it (another reader using it now).
+func (c *cache) removeIdle(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return
+	}
+	ce := e.Value.(*cacheEntry)
+	if s, ok := ce.val.(shared); ok && s.inUse() {
+		return
+	}
+	c.ll.Remove(e)
+	delete(c.items, key)
+	c.size -= ce.size
+	if s, ok := ce.val.(shared); ok {
+		s.release()
+	}
+}
+
 // purge removes every entry.
 func (c *cache) purge() {
 	c.mu.Lock()

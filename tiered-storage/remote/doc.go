@@ -32,7 +32,15 @@
 //     shared by every partition, together with the decoded indexes.
 //     Concurrent readers of one chunk share one GET. A chunk's buffer is
 //     reference-counted (the cache holds one reference, each read using it
-//     another) and goes back to the pool only when nothing uses it. Read
+//     another) and goes back to the pool only when nothing uses it. A
+//     sequential read (one that goes on where another ended, or starts a
+//     segment) drops from the cache the chunks it has read to their end,
+//     unless another read is using them: a replay then cycles through the
+//     few buffers of its read-ahead, warm in memory, instead of pushing
+//     everything else out of the cache and touching a cache's worth of
+//     fresh memory (on this project's VMs, the first touch of memory cost
+//     the SPU more than the rest of a replay). A batch that spans two
+//     chunks is put together in a recycled buffer too. Read
 //     returns a copy of the batches, so that nothing outside the Reader
 //     ever holds a pooled buffer; ReadFunc lends them, straight from the
 //     chunk, to a function for as long as it runs, which saves that copy
@@ -48,15 +56,17 @@
 //  5. Read-ahead: after each read the next ReadAhead chunks of the segment,
 //     and at its end the next segments' first chunks, are fetched in the
 //     background (bounded in number), so that a sequential consumer finds
-//     them in the cache. A read that has to wait for a chunk already being
+//     them in the cache. A read-ahead is registered as the chunk's fetch
+//     before it starts, so a read never fetches the same bytes beside it. A read that has to wait for a chunk already being
 //     fetched starts the read-ahead past it first, so that the store
 //     keeps ReadAhead+1 GETs of a sequential consumer in flight.
 //
 // # Why the cache is in memory
 //
-// The cache holds what read-ahead fetched until the consumer gets there and
-// what several consumers replaying the same range share. Both are short-lived
-// working sets of a few chunks per active remote consumer, so memory (a
+// The cache holds what read-ahead fetched until the consumer gets there,
+// what several consumers replaying the same range together share, and what
+// random reads fetched. The first two are short-lived working sets of a
+// few chunks per active remote consumer, so memory (a
 // bounded LRU, 256 MiB by default) serves them without a second copy
 // through the page cache, without a folder to clean up after a crash, and
 // without competing with the commit log for the SPU's disk, whose space

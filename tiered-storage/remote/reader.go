@@ -58,7 +58,8 @@ type options struct {
 
 // WithCacheBytes bounds the bytes of chunks and indexes the Reader keeps in
 // memory (default DefaultCacheBytes). A chunk larger than the bound is
-// served but not kept.
+// served but not kept; a chunk that a sequential read has read to its end
+// is dropped at once (see the package documentation).
 func WithCacheBytes(n int64) Option { return func(o *options) { o.cacheBytes = n } }
 
 // WithChunkBytes sets the size of the ranged GETs of .log objects (default
@@ -228,7 +229,8 @@ func (r *Reader) read(ctx context.Context, topic string, partition int32, offset
 			return 0, err
 		}
 		seg := idx.Segments[i]
-		if pos, ok := r.knownPosition(seg, offset); ok && attempt == 0 && r.fetching(chunkKey(seg.Key(layout.LogSuffix), pos/r.opts.chunkBytes)) {
+		pos, sequential := r.knownPosition(seg, offset)
+		if sequential && attempt == 0 && r.fetching(chunkKey(seg.Key(layout.LogSuffix), pos/r.opts.chunkBytes)) {
 			// A sequential consumer that caught up with the read-ahead:
 			// read ahead of the chunk it waits for now, not once it has
 			// it, so that the store always has ReadAhead+1 GETs of it in
@@ -255,6 +257,9 @@ func (r *Reader) read(ctx context.Context, topic string, partition int32, offset
 		r.readAheadFrom(idx, i, end)
 		err = fn(data)
 		chunks.done() // data may be part of them
+		if sequential {
+			r.dropBehind(seg, pos, end)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -426,10 +431,10 @@ func (r *Reader) readSegment(ctx context.Context, chunks *chunks, offset int64, 
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	if copyOut && !spans {
-		// Within one chunk: out is part of it, whose buffer goes back to
-		// the pool. The caller of Read gets a copy (which bytes.Clone does
-		// not zero before filling it).
+	if copyOut {
+		// out is part of a chunk, or of the span buffer, which both go
+		// back to their pools. The caller of Read gets a copy (which
+		// bytes.Clone does not zero before filling it).
 		out = bytes.Clone(out)
 	}
 	// Every batch returned is checked, once per read; their headers were
@@ -538,6 +543,7 @@ type chunks struct {
 	seg  layout.Segment
 	key  string       // of the .log object
 	held [2]heldChunk // [0] used last
+	span *[]byte      // recycled buffer of bytes that span chunks, or nil
 }
 
 type heldChunk struct {
@@ -570,7 +576,7 @@ func (c *chunks) get(ctx context.Context, i int64) ([]byte, error) {
 	return buf.b, nil
 }
 
-// done releases the chunks held.
+// done releases the chunks held and the span buffer.
 func (c *chunks) done() {
 	for i, h := range c.held {
 		if h.buf != nil {
@@ -578,7 +584,38 @@ func (c *chunks) done() {
 		}
 		c.held[i] = heldChunk{}
 	}
+	if c.span != nil {
+		spanPool.Put(c.span)
+		c.span = nil
+	}
 }
+
+// spanBuffer returns an empty slice with room for n bytes, for bytes that
+// span chunks: a large one is recycled (a batch that spans chunks is as
+// large as the batches, every ChunkBytes of a replay), valid until the next
+// call or done.
+func (c *chunks) spanBuffer(n int64) []byte {
+	if n < minSpanBuffer {
+		return make([]byte, 0, n)
+	}
+	if c.span == nil {
+		c.span, _ = spanPool.Get().(*[]byte)
+		if c.span == nil {
+			c.span = new([]byte)
+		}
+	}
+	if int64(cap(*c.span)) < n {
+		*c.span = make([]byte, 0, (n+minSpanBuffer-1)/minSpanBuffer*minSpanBuffer)
+	}
+	return (*c.span)[:0]
+}
+
+// minSpanBuffer is the smallest span buffer recycled (and the unit of their
+// sizes).
+const minSpanBuffer = 64 << 10
+
+// spanPool recycles the span buffers of every Reader.
+var spanPool sync.Pool // *[]byte
 
 // readAt returns n bytes at pos of the .log object, from its chunks. The
 // slice may be part of a chunk: the caller must not change it, nor use it
@@ -597,7 +634,7 @@ func (c *chunks) readAt(ctx context.Context, pos, n int64) ([]byte, error) {
 		}
 		return b[off : off+n : off+n], nil
 	}
-	out := make([]byte, 0, n)
+	out := c.spanBuffer(n)
 	for i := first; i <= last; i++ {
 		b, err := c.get(ctx, i)
 		if err != nil {
@@ -620,7 +657,16 @@ func (c *chunks) readAt(ctx context.Context, pos, n int64) ([]byte, error) {
 // [i*C, (i+1)*C) or up to the end of the object, with a reference that the
 // caller must release.
 func (r *Reader) chunk(ctx context.Context, seg layout.Segment, key string, i int64, reason string) (*buffer, error) {
-	v, err := r.load(ctx, chunkKey(key, i), reason, func(ctx context.Context) (any, int64, error) {
+	v, err := r.load(ctx, chunkKey(key, i), reason, r.fetchChunk(seg, key, i, reason))
+	if err != nil {
+		return nil, err
+	}
+	return v.(*buffer), nil
+}
+
+// fetchChunk returns the fetch of chunk i of seg's .log object, for load.
+func (r *Reader) fetchChunk(seg layout.Segment, key string, i int64, reason string) func(context.Context) (any, int64, error) {
+	return func(ctx context.Context) (any, int64, error) {
 		off := i * r.opts.chunkBytes
 		n := min(r.opts.chunkBytes, seg.Size-off)
 		b, err := r.getChunk(ctx, key, reason, off, n)
@@ -628,11 +674,7 @@ func (r *Reader) chunk(ctx context.Context, seg layout.Segment, key string, i in
 			return nil, 0, err
 		}
 		return b, b.memory(), nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return v.(*buffer), nil
 }
 
 func chunkKey(key string, i int64) string { return key + "#" + strconv.FormatInt(i, 10) }
@@ -789,22 +831,29 @@ func (r *Reader) load(ctx context.Context, key, reason string, fetch func(contex
 		if reason == "read" {
 			r.m.misses.Inc()
 		}
-		var size int64
-		f.val, size, f.err = fetch(ctx) // a shared val has our reference
-		if f.err == nil {
-			retainShared(f.val, 1) // the cache's
-			r.cache.add(key, f.val, size)
-		}
-		r.mu.Lock()
-		delete(r.flights, key)
-		waiters := f.waiters
-		r.mu.Unlock()
-		if f.err == nil {
-			retainShared(f.val, waiters)
-		}
-		close(f.done)
+		r.fly(ctx, key, f, fetch)
 		return f.val, f.err
 	}
+}
+
+// fly runs the fetch of flight f, registered under key, caches its value
+// and hands it to the waiters. A shared value keeps the fetcher's
+// reference.
+func (r *Reader) fly(ctx context.Context, key string, f *flight, fetch func(context.Context) (any, int64, error)) {
+	var size int64
+	f.val, size, f.err = fetch(ctx) // a shared val has our reference
+	if f.err == nil {
+		retainShared(f.val, 1) // the cache's
+		r.cache.add(key, f.val, size)
+	}
+	r.mu.Lock()
+	delete(r.flights, key)
+	waiters := f.waiters
+	r.mu.Unlock()
+	if f.err == nil {
+		retainShared(f.val, waiters)
+	}
+	close(f.done)
 }
 
 func retainShared(v any, n int) {
@@ -818,6 +867,25 @@ func retainShared(v any, n int) {
 func releaseShared(v any) {
 	if s, ok := v.(shared); ok {
 		s.release()
+	}
+}
+
+// dropBehind removes from the cache the chunks of seg's .log object that a
+// sequential read from byte from to byte end has passed: read to their end,
+// they are not read again by this consumer, and a replay longer than the
+// cache would otherwise push out what other reads use and cycle through
+// the whole cache's worth of memory instead of the few buffers of its
+// read-ahead. A chunk that another read is using now stays: a consumer
+// replaying the same range alongside may need it again.
+func (r *Reader) dropBehind(seg layout.Segment, from, end int64) {
+	cs := r.opts.chunkBytes
+	last := end / cs // chunks before it were read to their end
+	if end == seg.Size {
+		last = (end + cs - 1) / cs
+	}
+	key := seg.Key(layout.LogSuffix)
+	for c := from / cs; c < last; c++ {
+		r.cache.removeIdle(chunkKey(key, c))
 	}
 }
 
@@ -867,21 +935,18 @@ func (r *Reader) readAhead(idx layout.Index, i int, c int64) {
 			i, c = i+1, 0
 			continue
 		}
-		chunk := c
 		key := seg.Key(layout.LogSuffix)
-		r.prefetch(chunkKey(key, chunk), func(ctx context.Context) {
-			if b, err := r.chunk(ctx, seg, key, chunk, "readahead"); err == nil {
-				b.release()
-			}
-		})
+		r.prefetch(chunkKey(key, c), r.fetchChunk(seg, key, c, "readahead"))
 		c++
 		n--
 	}
 }
 
 // prefetch runs fetch in the background unless key is cached or being
-// fetched, or too many read-aheads are in flight.
-func (r *Reader) prefetch(key string, fetch func(context.Context)) {
+// fetched, or too many read-aheads are in flight. Its flight is
+// registered before prefetch returns, so that a read of key from then on
+// waits for it rather than fetch the same bytes again.
+func (r *Reader) prefetch(key string, fetch func(context.Context) (any, int64, error)) {
 	if r.cache.contains(key) {
 		return
 	}
@@ -893,18 +958,26 @@ func (r *Reader) prefetch(key string, fetch func(context.Context)) {
 	if _, ok := r.flights[key]; ok {
 		return
 	}
+	if r.cache.contains(key) { // added while we took the lock
+		return
+	}
 	select {
 	case r.sem <- struct{}{}:
 	default:
 		r.m.skipped.Inc()
 		return
 	}
+	f := &flight{done: make(chan struct{})}
+	r.flights[key] = f
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer func() { <-r.sem }()
 		ctx, cancel := context.WithTimeout(r.ctx, readAheadTimeout)
 		defer cancel()
-		fetch(ctx)
+		r.fly(ctx, key, f, fetch)
+		if f.err == nil {
+			releaseShared(f.val) // the fetcher's reference: the cache and the waiters hold theirs
+		}
 	}()
 }

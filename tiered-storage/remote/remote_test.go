@@ -252,3 +252,68 @@ func TestReadFuncServesWhatReadServes(t *testing.T) {
 		t.Fatalf("ReadFunc with a failing fn: %v", err)
 	}
 }
+
+// A sequential replay drops the chunks it has read to their end: it holds
+// no more than the chunks it is reading, leaving the cache to other reads,
+// yet fetches each chunk once.
+func TestASequentialReplayHoldsOnlyTheChunksItReads(t *testing.T) {
+	store := remotetest.NewCounting(newLocal(t))
+	// One segment of 40 batches of 4 records, about 300 bytes a batch.
+	var log []byte
+	for i := range 40 {
+		b := batch.NewBuilder(batch.None)
+		for j := range 4 {
+			b.Append(batch.Record{Value: fmt.Appendf(nil, "record %d of batch %d, padded to some length", j, i), Timestamp: 1000})
+		}
+		data, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch.SetBaseOffset(data, int64(4*i))
+		log = append(log, data...)
+	}
+	seg, err := remotetest.Describe("t", 0, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remotetest.Put(t, store, seg.Key(layout.IndexSuffix), nil)
+	remotetest.Put(t, store, seg.Key(layout.TimeIndexSuffix), nil)
+	remotetest.Put(t, store, seg.Key(layout.LogSuffix), log)
+	const chunk = 1024 // batches span chunks
+	for _, copyOut := range []bool{false, true} {
+		r := remote.NewReader(store, remote.WithChunkBytes(chunk), remote.WithReadAhead(1, 1))
+		gets := store.Gets(".log")
+		var got []byte
+		for off := seg.Base; off <= seg.Last; {
+			var next int64
+			var err error
+			if copyOut {
+				var b []byte
+				b, next, err = r.Read(t.Context(), "t", 0, off, 500)
+				got = append(got, b...)
+			} else {
+				next, err = r.ReadFunc(t.Context(), "t", 0, off, 500, func(b []byte) error {
+					got = append(got, b...)
+					return nil
+				})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The chunk being read, the next one (a batch that spans
+			// them) and the one read ahead.
+			if c := r.CacheBytes(); c > 3*chunk {
+				t.Fatalf("after the read at offset %d the cache holds %d bytes: more than the chunks in use", off, c)
+			}
+			off = next
+		}
+		r.Close()
+		if !bytes.Equal(got, log) {
+			t.Fatalf("the replay returned %d bytes, not the segment's %d", len(got), len(log))
+		}
+		chunks := (seg.Size + chunk - 1) / chunk
+		if n := store.Gets(".log") - gets; int64(n) != chunks {
+			t.Fatalf("the replay made %d GETs of a segment of %d chunks: each should be fetched once", n, chunks)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -468,9 +469,36 @@ func consumeServer(t *testing.T, replicas *replica.Manager, rr service.RemoteRea
 	h := &service.Consume{Replicas: replicas, Metrics: service.NewMetrics(prometheus.NewRegistry()), Logger: quietLogger(), Remote: rr}
 	mux := http.NewServeMux()
 	mux.Handle(dataplanev1connect.NewConsumeServiceHandler(h))
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return dataplanev1connect.NewConsumeServiceClient(srv.Client(), srv.URL)
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(smallSocketBuffer)
+		}
+		return c, err
+	}
+	return dataplanev1connect.NewConsumeServiceClient(&http.Client{Transport: tr}, srv.URL)
+}
+
+// smallSocketBuffer caps the test connections' kernel buffers, which
+// autotuning on loopback would otherwise grow to tens of MB: a slow
+// consumer then makes the stream's sender wait sooner, as it does across a
+// real network.
+const smallSocketBuffer = 64 << 10
+
+// smallBufferListener accepts connections with small kernel send buffers.
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(smallSocketBuffer)
+	}
+	return c, err
 }
 
 // tieredReplica is a replica whose log's local start offset is above 0,
@@ -911,9 +939,9 @@ func TestConsumeOfASlowConsumerContinuesFromTheRemoteTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 8 MiB: more than the connection buffers, so the stream's sender
-	// waits for the consumer.
-	batches := fill(t, r.Log, 0, 400, 20, 1000, tsBase)
+	// 40 MB: more than the connection holds even with small socket buffers
+	// (about 16 MB here), so the stream's sender waits for the consumer.
+	batches := fill(t, r.Log, 0, 2000, 20, 1000, tsBase)
 	reg := prometheus.NewRegistry()
 	client := consumeServer(t, m, newReader(t, store, remote.WithRegisterer(reg)))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -939,7 +967,7 @@ func TestConsumeOfASlowConsumerContinuesFromTheRemoteTier(t *testing.T) {
 	if _, err := r.Log.EnforceRetention(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if r.Log.StartOffset() < 6000 {
+	if r.Log.StartOffset() < 30000 {
 		t.Fatalf("local start %d", r.Log.StartOffset())
 	}
 	rs.expect(t, batches[5:])
