@@ -58,6 +58,7 @@ type consumeConfig struct {
 	hasEnd     bool
 	stopAtEnd  bool
 	maxBytes   int32
+	transforms transforms // SmartModules for the SPU to run
 }
 
 // consumeItem is what a stream hands to the caller: a response with the
@@ -96,6 +97,9 @@ func (c *Client) Consume(ctx context.Context, topic string, opts ...ConsumeOptio
 	}
 	if cfg.maxBytes < 0 {
 		return nil, fmt.Errorf("client: negative max bytes %d", cfg.maxBytes)
+	}
+	if cfg.transforms.err != nil {
+		return nil, cfg.transforms.err
 	}
 	leaders, err := c.topicPartitions(ctx, topic)
 	if err != nil {
@@ -396,7 +400,7 @@ func (cons *Consumer) awaitMove(ctx context.Context, url string, cursors []*curs
 
 // request returns the ConsumeRequest that continues from the cursors.
 func (cons *Consumer) request(cursors []*cursor) *dataplanev1.ConsumeRequest {
-	req := &dataplanev1.ConsumeRequest{Topic: cons.topic, MaxBytes: cons.cfg.maxBytes}
+	req := &dataplanev1.ConsumeRequest{Topic: cons.topic, MaxBytes: cons.cfg.maxBytes, Smartmodules: cons.cfg.transforms.chain}
 	for _, cur := range cursors {
 		if cur.done {
 			continue

@@ -80,6 +80,7 @@ type producerConfig struct {
 	maxBufferedBytes int64
 	maxInFlight      int
 	deliveryTimeout  time.Duration
+	transforms       transforms // SmartModules for the SPU to run
 }
 
 func (c *producerConfig) validate() error {
@@ -100,6 +101,8 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("client: max in flight %d: allow at least 1 request", c.maxInFlight)
 	case c.deliveryTimeout <= 0:
 		return fmt.Errorf("client: delivery timeout %v must be positive", c.deliveryTimeout)
+	case c.transforms.err != nil:
+		return c.transforms.err
 	}
 	return nil
 }
@@ -481,7 +484,7 @@ func (p *Producer) complete(sb *sealedBatch, base int64, err error) {
 		r := pr.rec
 		r.Partition = sb.part.id
 		r.Offset = -1
-		if err == nil {
+		if err == nil && p.cfg.transforms.chain == nil {
 			r.Offset = base + int64(pr.index)
 		}
 		pr.done(r, err)
@@ -778,7 +781,8 @@ func (s *produceStream) session(ctx context.Context) (acked bool, err error) {
 		}
 	}()
 
-	req := &dataplanev1.ProduceRequest{Topic: s.p.topic, Acks: s.p.acks}
+	// The stream's first request sets the SmartModules for the stream.
+	req := &dataplanev1.ProduceRequest{Topic: s.p.topic, Acks: s.p.acks, Smartmodules: s.p.cfg.transforms.chain}
 loop:
 	for {
 		sb := s.next()
@@ -802,6 +806,7 @@ loop:
 		if err = stream.Send(req); err != nil {
 			break
 		}
+		req.Smartmodules = nil
 		// Send has copied the batch, which is never sent again: reuse
 		// its memory. (A batch whose Send failed may be queued again,
 		// if it reached nobody.)
@@ -864,7 +869,7 @@ func (s *produceStream) receive(stream *connect.BidiStreamForClient[dataplanev1.
 			s.p.complete(sb, -1, wireError(code, resp.GetErrorMessage()))
 			continue
 		}
-		if n := resp.GetLastOffset() - resp.GetBaseOffset() + 1; n != int64(sb.count) {
+		if n := resp.GetLastOffset() - resp.GetBaseOffset() + 1; n != int64(sb.count) && s.p.cfg.transforms.chain == nil {
 			s.p.logger.Warn("SPU acknowledged a different number of records than the batch holds",
 				"partition", sb.part.id, "records", sb.count, "base_offset", resp.GetBaseOffset(), "last_offset", resp.GetLastOffset())
 		}

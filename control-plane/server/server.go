@@ -91,6 +91,11 @@ type Config struct {
 	// resigning keeps leading the reconcilers. Default 5 s.
 	ElectionTTL time.Duration
 
+	// BlobDir is the folder of the control plane's blob store
+	// (objstore/local), which keeps the tenants' SmartModules. Default
+	// DataDir/blobs. Replicas that share an etcd must share it too.
+	BlobDir string
+
 	// DefaultTopicSettings fill the settings a CreateTopic leaves unset.
 	DefaultTopicSettings TopicDefaults
 	// Tier is where clusters keep tiered storage: by default a folder per
@@ -314,6 +319,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux.Handle(controlplanev1connect.NewTopicServiceHandler(&topicService{s: s}, opts...))
 	mux.Handle(controlplanev1connect.NewMetadataServiceHandler(&metadataService{s: s}, opts...))
 	mux.Handle(internalv1connect.NewRegistryServiceHandler(&registryService{s: s}, opts...))
+	mux.Handle(s.smartModuleHandler())
 	if !cfg.Insecure {
 		mux.Handle(controlplanev1connect.NewTenantServiceHandler(&tenantService{s: s}, opts...))
 		mux.Handle(controlplanev1connect.NewClusterServiceHandler(&clusterService{s: s}, opts...))

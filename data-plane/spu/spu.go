@@ -97,6 +97,10 @@ type Config struct {
 	// RetentionCheckInterval is how often retention runs. Default 1 minute.
 	RetentionCheckInterval time.Duration
 
+	// SmartModules configures the engine that runs the SmartModules
+	// consumers and producers ask for.
+	SmartModules SmartModules
+
 	// Pprof serves Go's profiler at /debug/pprof/ (off by default).
 	Pprof bool
 
@@ -226,6 +230,9 @@ func (c Config) Validate() error {
 	if err := c.Tier.Validate(c.TLS.Enabled()); err != nil {
 		return err
 	}
+	if err := c.SmartModules.Validate(); err != nil {
+		return err
+	}
 	for _, u := range []struct{ name, url string }{{"control plane", c.ControlPlane}, {"public address", c.PublicAddr}} {
 		if u.url == "" {
 			continue
@@ -290,6 +297,7 @@ type Server struct {
 	remote   *remote.Reader  // nil without an object store
 	handler  http.Handler
 	tls      *tlsState // nil without TLS
+	modules  *smartModules
 }
 
 // tlsState is what an SPU with TLS holds.
@@ -377,6 +385,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	metrics := service.NewMetrics(reg)
+	sm, err := openSmartModules(cfg, st, reg, logger)
+	if err != nil {
+		replicas.Close()
+		if tier != nil {
+			tier.Close()
+		}
+		return nil, err
+	}
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(maxMessageBytes),
 		connect.WithSendMaxBytes(maxMessageBytes),
@@ -388,8 +404,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		opts = append(opts, connect.WithInterceptors(az.Interceptor()))
 	}
 	mux := http.NewServeMux()
-	produce := &service.Produce{Replicas: replicas, Metrics: metrics, Logger: logger, Authz: az}
-	consume := &service.Consume{Replicas: replicas, Metrics: metrics, Logger: logger}
+	produce := &service.Produce{Replicas: replicas, Metrics: metrics, Logger: logger, Authz: az, SmartModules: sm.resolver}
+	consume := &service.Consume{Replicas: replicas, Metrics: metrics, Logger: logger, SmartModules: sm.resolver}
 	var reader *remote.Reader
 	if tier != nil {
 		// Reads below a partition's local start come from the remote tier.
@@ -416,7 +432,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if az != nil {
 		handler = az.Middleware(mux)
 	}
-	return &Server{cfg: cfg, logger: logger, replicas: replicas, tier: tier, remote: reader, handler: handler, tls: st}, nil
+	return &Server{cfg: cfg, logger: logger, replicas: replicas, tier: tier, remote: reader, handler: handler, tls: st, modules: sm}, nil
 }
 
 // openTier opens the object store and the upload manager of tiered
@@ -478,6 +494,7 @@ func (s *Server) closeStorage() error {
 	if s.remote != nil {
 		s.remote.Close()
 	}
+	s.modules.close()
 	return err
 }
 

@@ -15,7 +15,8 @@
 //	    12    4 leader epoch       int32, set by the SPU
 //	    16    1 magic              int8, format version, currently 1
 //	    17    4 CRC                uint32, CRC32C (Castagnoli) of bytes 21 to the end
-//	    21    2 attributes         int16, bits 0-2: compression codec (see Compression)
+//	    21    2 attributes         int16, bits 0-2: compression codec (see Compression);
+//	                                 bit 3: derived batch (AttrDerived); other bits 0
 //	    23    4 last offset delta  int32, offset of the last record minus base offset
 //	    27    8 first timestamp    int64, milliseconds since the Unix epoch
 //	    35    8 max timestamp      int64, milliseconds since the Unix epoch
@@ -54,6 +55,25 @@
 // Varints are zigzag-encoded signed integers, as encoding/binary's PutVarint
 // writes them. Offset deltas in a batch are 0, 1, ... record count - 1: offsets
 // are dense.
+//
+// # Derived batches
+//
+// A derived batch (attributes bit 3, AttrDerived) carries the output of
+// SmartModules on the consume path: the SPU reads stored batches, runs the
+// consumer's modules over their records and sends one derived batch per
+// stored batch that kept any record (Builder.AppendAt writes them). Each
+// output record keeps the offset of the stored record it came from, so its
+// offset delta is that offset minus the base offset: offset deltas do not
+// decrease, but they skip the records a filter dropped and repeat for the
+// records an array map made of one. The last offset delta is that of the
+// last stored record the batch covers, so that the offset after the batch
+// (Header.NextOffset) is where the consumer goes on, whatever was dropped;
+// the record count is independent of it. Readers check everything else as
+// for an ordinary batch, and each record's offset delta lies between the
+// previous record's and the last offset delta.
+//
+// A derived batch exists only on the wire to consumers: it is never stored,
+// and the SPU refuses one on produce (ErrDerived).
 //
 // # Compression
 //

@@ -32,6 +32,11 @@ func seedBatches(tb testing.TB) [][]byte {
 				{Timestamp: ts0, Key: []byte{}, Value: nil, Headers: []batch.RecordHeader{{Key: "a", Value: []byte("b")}, {Key: "", Value: nil}}},
 				{Timestamp: ts0 - 1, Key: nil, Value: []byte{}, Headers: []batch.RecordHeader{{Key: "a", Value: []byte{}}}},
 			}),
+			buildDerived(tb, c, 7, 20, []batch.Record{
+				{Offset: 7, Timestamp: ts0, Value: []byte("a")},
+				{Offset: 9, Timestamp: ts0 + 1, Key: []byte("k"), Value: []byte("b")},
+				{Offset: 9, Timestamp: ts0 + 1, Value: []byte("c"), Headers: []batch.RecordHeader{{Key: "h", Value: nil}}},
+			}),
 		)
 	}
 	return seeds
@@ -52,7 +57,9 @@ func FuzzDecode(f *testing.F) {
 			fixed := append([]byte(nil), b...)
 			fixed[0] &= 0x7f // base offset ≥ 0
 			count := int32(binary.BigEndian.Uint32(fixed[57:]))
-			binary.BigEndian.PutUint32(fixed[23:], uint32(count-1))
+			if binary.BigEndian.Uint16(fixed[21:])&batch.AttrDerived == 0 {
+				binary.BigEndian.PutUint32(fixed[23:], uint32(count-1))
+			}
 			fixLengthAndCRC(fixed)
 			checkDecode(t, fixed)
 		}
@@ -91,8 +98,11 @@ func checkDecode(t *testing.T, b []byte) {
 		t.Fatalf("Decode returned %d records, header says %d", len(recs), h.RecordCount)
 	}
 	for i, r := range recs {
-		if r.Offset != h.BaseOffset+int64(i) {
+		switch {
+		case !h.Derived() && r.Offset != h.BaseOffset+int64(i):
 			t.Fatalf("record %d: offset %d with base offset %d", i, r.Offset, h.BaseOffset)
+		case h.Derived() && (r.Offset < h.BaseOffset || r.Offset > h.LastOffset() || i > 0 && r.Offset < recs[i-1].Offset):
+			t.Fatalf("derived record %d: offset %d outside %d..%d or below the previous", i, r.Offset, h.BaseOffset, h.LastOffset())
 		}
 	}
 
@@ -100,10 +110,17 @@ func checkDecode(t *testing.T, b []byte) {
 	// 0 would mean now to Append, so it is left out.
 	bld := batch.NewBuilder(h.Compression())
 	for _, r := range recs {
+		if h.Derived() {
+			bld.AppendAt(r, r.Offset-h.BaseOffset)
+			continue
+		}
 		if r.Timestamp == 0 {
 			return
 		}
 		bld.Append(r)
+	}
+	if h.Derived() {
+		bld.SetLastOffsetDelta(int64(h.LastOffsetDelta))
 	}
 	rebuilt, err := bld.Build()
 	if err != nil {

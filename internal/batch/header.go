@@ -33,6 +33,18 @@ const (
 	offRecordCount     = 57
 )
 
+// AttrDerived is the attributes bit (bit 3) of a derived batch: one the SPU
+// builds on the consume path from the output of SmartModules. A derived
+// batch is never stored, and the SPU refuses one on produce. Its offset
+// deltas do not decrease but may skip and repeat, and its last offset delta
+// is that of the last stored record it covers, so its record count need not
+// be last offset delta + 1. See the package documentation.
+const AttrDerived = 1 << 3
+
+// ErrDerived is returned where a derived batch is not allowed: on produce
+// and in a log.
+var ErrDerived = errors.New("batch: derived batch (SmartModule output) where a stored batch belongs")
+
 // Errors returned when bytes are not a well-formed batch. Callers test them
 // with errors.Is; the wrapped message says which field is wrong.
 var (
@@ -77,9 +89,13 @@ func (h Header) NextOffset() int64 { return h.LastOffset() + 1 }
 // Compression returns the codec of the records section.
 func (h Header) Compression() Compression { return Compression(h.Attributes & 0x7) }
 
+// Derived reports whether the batch is a derived batch (AttrDerived).
+func (h Header) Derived() bool { return h.Attributes&AttrDerived != 0 }
+
 // ParseHeader decodes the fixed header at the start of b and checks that the
-// header itself is sane (magic, length, record count); it does not check the
-// CRC or that b holds the whole batch. It returns ErrTruncated when b is
+// header itself is sane (magic, length, record count, last offset delta); it
+// does not check the CRC or that b holds the whole batch. It accepts derived
+// batches (AttrDerived): a writer of logs refuses them with ErrDerived. It returns ErrTruncated when b is
 // shorter than HeaderSize.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderSize {
@@ -110,7 +126,11 @@ func ParseHeader(b []byte) (Header, error) {
 	if h.RecordCount <= 0 {
 		return h, fmt.Errorf("%w: record count %d", ErrCorrupt, h.RecordCount)
 	}
-	if h.LastOffsetDelta != h.RecordCount-1 {
+	if h.Derived() {
+		if h.LastOffsetDelta < 0 {
+			return h, fmt.Errorf("%w: derived batch with last offset delta %d", ErrCorrupt, h.LastOffsetDelta)
+		}
+	} else if h.LastOffsetDelta != h.RecordCount-1 {
 		return h, fmt.Errorf("%w: last offset delta %d with %d records", ErrCorrupt, h.LastOffsetDelta, h.RecordCount)
 	}
 	if h.BaseOffset < 0 {

@@ -57,6 +57,16 @@ type Builder struct {
 	count          int
 	firstTimestamp int64
 	maxTimestamp   int64
+
+	// derived is set by AppendAt: the batch is a derived batch, whose
+	// records' offset deltas are lastDelta and before, and which covers up
+	// to coverDelta when coverSet.
+	derived    bool
+	lastDelta  int64
+	coverDelta int64
+	coverSet   bool
+	// err is the first misuse of AppendAt, reported by Build.
+	err error
 }
 
 // NewBuilder returns a Builder of batches compressed with c. An invalid c
@@ -70,14 +80,58 @@ func NewBuilder(c Compression) *Builder {
 // rates saves that cost by reading the clock once and setting Timestamp
 // itself. r.Offset is ignored, as the records of a batch take consecutive
 // offsets in the order they are appended. Append keeps no reference to r's
-// slices.
+// slices. A batch takes records from Append or from AppendAt, not both.
 func (b *Builder) Append(r Record) {
-	if len(b.buf) == 0 {
-		b.buf = append(b.buf, zeroHeader[:]...)
+	if b.count > 0 && b.derived {
+		b.setErr(errors.New("batch: build: Append after AppendAt: a batch is ordinary or derived"))
 	}
 	ts := r.Timestamp
 	if ts == 0 {
 		ts = time.Now().UnixMilli()
+	}
+	b.append(r, ts, int64(b.count))
+}
+
+// AppendAt adds r to a derived batch (AttrDerived) at offsetDelta: r's
+// offset minus the base offset the caller stamps with SetBaseOffset after
+// Build. Offset deltas must not decrease from one record to the next; they
+// may skip and repeat. r.Timestamp is taken as it is (0 is not "now"), and
+// r.Offset is ignored. The batch's last offset delta is the last record's
+// unless SetLastOffsetDelta raises it. Build fails when these rules are
+// broken.
+func (b *Builder) AppendAt(r Record, offsetDelta int64) {
+	switch {
+	case b.count == 0:
+		b.derived = true
+	case !b.derived:
+		b.setErr(errors.New("batch: build: AppendAt after Append: a batch is ordinary or derived"))
+	case offsetDelta < b.lastDelta:
+		b.setErr(fmt.Errorf("batch: build: offset delta %d after %d: the offset deltas of a derived batch do not decrease", offsetDelta, b.lastDelta))
+	}
+	if offsetDelta < 0 || offsetDelta > math.MaxInt32 {
+		b.setErr(fmt.Errorf("batch: build: offset delta %d out of range", offsetDelta))
+	}
+	b.lastDelta = offsetDelta
+	b.append(r, r.Timestamp, offsetDelta)
+}
+
+// SetLastOffsetDelta sets the last offset delta of a derived batch: the
+// offset of the last stored record it covers minus its base offset, which
+// may lie past its last record's (when the records after it were dropped).
+// It must not be below the last record's offset delta; Build fails if it is,
+// or if the batch is not derived.
+func (b *Builder) SetLastOffsetDelta(delta int64) { b.coverDelta, b.coverSet = delta, true }
+
+func (b *Builder) setErr(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// append adds r with timestamp ts at offsetDelta.
+func (b *Builder) append(r Record, ts, offsetDelta int64) {
+	if len(b.buf) == 0 {
+		b.buf = append(b.buf, zeroHeader[:]...)
 	}
 	if b.count == 0 {
 		b.firstTimestamp, b.maxTimestamp = ts, ts
@@ -85,7 +139,6 @@ func (b *Builder) Append(r Record) {
 		b.maxTimestamp = ts
 	}
 	tsDelta := ts - b.firstTimestamp
-	offsetDelta := int64(b.count)
 
 	// The record's length comes first but is known last: leave it two
 	// bytes, enough for records of 64 to 8191 bytes, and move the record
@@ -140,6 +193,24 @@ func (b *Builder) AppendTo(dst []byte) ([]byte, error) {
 	if b.count == 0 {
 		return dst, errors.New("batch: build: no records")
 	}
+	if b.err != nil {
+		return dst, b.err
+	}
+	last := int64(b.count - 1)
+	if b.derived {
+		last = b.lastDelta
+		if b.coverSet {
+			last = b.coverDelta
+		}
+		if last < b.lastDelta {
+			return dst, fmt.Errorf("batch: build: last offset delta %d below the last record's %d", b.coverDelta, b.lastDelta)
+		}
+		if last > math.MaxInt32 {
+			return dst, fmt.Errorf("batch: build: last offset delta %d out of range", last)
+		}
+	} else if b.coverSet {
+		return dst, errors.New("batch: build: SetLastOffsetDelta on a batch that is not derived (use AppendAt)")
+	}
 	if !b.codec.Valid() {
 		return dst, fmt.Errorf("batch: build: unknown compression codec %d", b.codec)
 	}
@@ -159,20 +230,24 @@ func (b *Builder) AppendTo(dst []byte) ([]byte, error) {
 	if len(out)-lengthPrefix > math.MaxInt32 || b.count > math.MaxInt32 {
 		return dst, fmt.Errorf("batch: build: batch of %d bytes is too large", len(out))
 	}
-	b.putHeader(out)
+	b.putHeader(out, last)
 	// For a nil dst, append allocates without first zeroing, unlike make.
 	return append(dst, out...), nil
 }
 
 // putHeader writes the batch header into out[:HeaderSize], CRC last.
-func (b *Builder) putHeader(out []byte) {
+func (b *Builder) putHeader(out []byte, lastOffsetDelta int64) {
 	be := binary.BigEndian
 	be.PutUint64(out[offBaseOffset:], 0)
 	be.PutUint32(out[offLength:], uint32(len(out)-lengthPrefix))
 	be.PutUint32(out[offLeaderEpoch:], 0)
 	out[offMagic] = Magic
-	be.PutUint16(out[offAttributes:], uint16(b.codec))
-	be.PutUint32(out[offLastOffsetDelta:], uint32(b.count-1))
+	attrs := uint16(b.codec)
+	if b.derived {
+		attrs |= AttrDerived
+	}
+	be.PutUint16(out[offAttributes:], attrs)
+	be.PutUint32(out[offLastOffsetDelta:], uint32(lastOffsetDelta))
 	be.PutUint64(out[offFirstTimestamp:], uint64(b.firstTimestamp))
 	be.PutUint64(out[offMaxTimestamp:], uint64(b.maxTimestamp))
 	be.PutUint64(out[offProducerID:], math.MaxUint64)    // -1
@@ -190,6 +265,7 @@ func (b *Builder) Reset() {
 	}
 	b.count = 0
 	b.firstTimestamp, b.maxTimestamp = 0, 0
+	b.derived, b.lastDelta, b.coverDelta, b.coverSet, b.err = false, 0, 0, false, nil
 }
 
 // varintLen returns the size of v encoded as a zigzag varint.
@@ -285,6 +361,9 @@ func decodeRecords(h Header, data []byte, dst []Record) ([]Record, error) {
 		pos   int
 		slab  []RecordHeader // headers of later records are cut from it
 		prevH []RecordHeader // the previous record's headers, to share their keys
+
+		derived   = h.Derived()
+		prevDelta int64 // a derived batch's offset deltas do not decrease
 	)
 	for i := range count {
 		length, p := readVarint(data, pos)
@@ -305,7 +384,12 @@ func decodeRecords(h Header, data []byte, dst []Record) ([]Record, error) {
 		if p < 0 {
 			return dst[:start], fmt.Errorf("record %d: bad offset delta varint", i)
 		}
-		if offsetDelta != int64(i) {
+		if derived {
+			if offsetDelta < prevDelta || offsetDelta > int64(h.LastOffsetDelta) {
+				return dst[:start], fmt.Errorf("record %d: offset delta %d of a derived batch, want %d to %d", i, offsetDelta, prevDelta, h.LastOffsetDelta)
+			}
+			prevDelta = offsetDelta
+		} else if offsetDelta != int64(i) {
 			return dst[:start], fmt.Errorf("record %d: offset delta %d, want %d", i, offsetDelta, i)
 		}
 		keyLen, p := readVarint(rec, p)
@@ -365,7 +449,7 @@ func decodeRecords(h Header, data []byte, dst []Record) ([]Record, error) {
 		// costs a store-forwarding stall per record.
 		dst = dst[:len(dst)+1]
 		r := &dst[len(dst)-1]
-		r.Offset = h.BaseOffset + int64(i)
+		r.Offset = h.BaseOffset + offsetDelta
 		r.Timestamp = h.FirstTimestamp + tsDelta
 		r.Key = key
 		r.Value = value

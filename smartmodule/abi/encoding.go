@@ -99,10 +99,14 @@ func (r *reader) u64(what string) uint64 {
 // bytes reads a length-prefixed field; it returns nil for null (-1). The
 // result aliases the buffer.
 func (r *reader) bytes(what string, nullable bool) []byte {
-	n := int32(r.u32(what + " length"))
-	if r.err != nil {
+	// Not r.u32(what + " length"): building that string for every field
+	// cost a third of the time of decoding a record.
+	if r.err != nil || len(r.buf) < 4 {
+		r.fail("truncated " + what + " length")
 		return nil
 	}
+	n := int32(le.Uint32(r.buf))
+	r.buf = r.buf[4:]
 	if n == -1 {
 		if !nullable {
 			r.fail("null " + what)
@@ -154,6 +158,31 @@ func (rr *RecordReader) Next() (Record, bool) {
 	if rr.left == 0 || rr.r.err != nil {
 		return Record{}, false
 	}
+	// The fast path decodes a well-formed record with plain slice operations
+	// and no calls: in a guest, every call costs more than the decoding.
+	if b := rr.r.buf; len(b) >= 24 {
+		rec := Record{Offset: int64(le.Uint64(b)), Timestamp: int64(le.Uint64(b[8:]))}
+		kl, rest := int32(le.Uint32(b[16:])), b[20:]
+		if kl >= 0 && int64(kl)+4 <= int64(len(rest)) {
+			rec.Key, rest = rest[:kl:kl], rest[kl:]
+		} else if kl != -1 {
+			return rr.nextSlow()
+		}
+		vl, rest := int32(le.Uint32(rest)), rest[4:]
+		if vl >= 0 && int64(vl) <= int64(len(rest)) {
+			rec.Value, rr.r.buf = rest[:vl:vl], rest[vl:]
+			rr.left--
+			return rec, true
+		}
+	}
+	return rr.nextSlow()
+}
+
+// nextSlow decodes the next record field by field, naming the first field
+// that is malformed.
+//
+//go:noinline
+func (rr *RecordReader) nextSlow() (Record, bool) {
 	rr.left--
 	rec := Record{
 		Offset:    int64(rr.r.u64("offset")),

@@ -67,6 +67,9 @@ type Run struct {
 	// Tiered holds the tiered-storage scenarios' figures; nil when they
 	// did not run.
 	Tiered *Tiered `json:"tiered,omitempty"`
+	// SmartModules holds the SmartModule consume scenarios' figures; nil
+	// when they did not run.
+	SmartModules *SmartModules `json:"smartmodules,omitempty"`
 }
 
 // Write writes RESULTS.md and results.json into dir.
@@ -111,6 +114,7 @@ func Markdown(run Run) []byte {
 	writeLatency(&b, run)
 	writeTLS(&b, run)
 	writeTiered(&b, run)
+	writeSmartModules(&b, run)
 	writeMemory(&b, run)
 	writeAll(&b, run)
 	writeMethod(&b, run)

@@ -22,6 +22,7 @@ import (
 	"github.com/spatehq/spate/bench/internal/proc"
 	"github.com/spatehq/spate/bench/internal/report"
 	"github.com/spatehq/spate/bench/internal/scenario"
+	"github.com/spatehq/spate/bench/internal/smartmodules"
 	"github.com/spatehq/spate/bench/internal/spate"
 	"github.com/spatehq/spate/bench/internal/tiered"
 )
@@ -192,22 +193,37 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return fmt.Errorf("suite: %w", err)
 		}
 		tier = tiered.Run(ctx, tiered.Config{Spate: cfg.Spate, VersityGW: cfg.VersityGW, WorkDir: work, Log: f,
-			Logger: logger.With("system", "spate-tiered"), Quick: cfg.Quick})
+			Logger: logger.With("system", "spate-tiered"), Quick: cfg.Quick, ProfileDir: cfg.ProfileDir})
+		f.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	var sm *report.SmartModules
+	if slices.Contains(cfg.Systems, spate.Name) && matchesAny(cfg.Only, smartmodules.Names) {
+		logger.Info("smartmodules: consuming through SmartModules on a standalone SPU")
+		f, err := os.Create(filepath.Join(logDir, "smartmodules.log"))
+		if err != nil {
+			return fmt.Errorf("suite: %w", err)
+		}
+		sm = smartmodules.Run(ctx, smartmodules.Config{Spate: cfg.Spate, WorkDir: work, Log: f,
+			Logger: logger.With("system", "spate-smartmodules"), Quick: cfg.Quick})
 		f.Close()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 	run := report.Run{
-		Started:     started,
-		Finished:    time.Now(),
-		Quick:       cfg.Quick,
-		CommandLine: cfg.CommandLine,
-		Machine:     info,
-		Versions:    versions,
-		Options:     so,
-		Results:     results,
-		Tiered:      tier,
+		Started:      started,
+		Finished:     time.Now(),
+		Quick:        cfg.Quick,
+		CommandLine:  cfg.CommandLine,
+		Machine:      info,
+		Versions:     versions,
+		Options:      so,
+		Results:      results,
+		Tiered:       tier,
+		SmartModules: sm,
 	}
 	if err := report.Write(cfg.Out, run); err != nil {
 		return err

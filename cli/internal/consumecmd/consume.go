@@ -11,6 +11,7 @@ import (
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
 	"github.com/spatehq/spate/cli/internal/format"
+	"github.com/spatehq/spate/cli/internal/transforms"
 	"github.com/spatehq/spate/client"
 )
 
@@ -29,6 +30,8 @@ type Options struct {
 	Format        string
 	Output        string
 	MaxBytes      int32
+	// Transforms are the SmartModules to run on the SPU.
+	Transforms transforms.Flags
 }
 
 // NewCmdConsume returns `spate consume`.
@@ -42,7 +45,14 @@ until interrupted. Without a start flag it starts at the end: only new
 records. With -d it stops once it has printed what was there when it started.
 
 --format takes a template with {{topic}}, {{partition}}, {{offset}},
-{{key}}, {{value}}, {{time}} and {{timestamp}}.`,
+{{key}}, {{value}}, {{time}} and {{timestamp}}.
+
+` + transforms.Help + `
+
+Only the records the modules emit leave the SPU; each keeps the offset of
+the stored record it came from (offsets may skip, and repeat after an
+array-map). A module that fails ends the consume with its own message,
+naming the module, its kind and the offset.`,
 		Example: `  # everything from the beginning, then follow new records
   spate consume events -B
 
@@ -53,7 +63,17 @@ records. With -d it stops once it has printed what was there when it started.
   spate consume events -A -B --format '{{partition}}:{{offset}} {{key}}={{value}} {{time}}'
 
   # JSON lines, for jq
-  spate consume events -B -d -O json | jq .value`,
+  spate consume events -B -d -O json | jq .value
+
+  # only the error lines, filtered on the SPU by a registered module
+  spate consume logs -B --filter acme/json-filter -e field=level -e equals=error
+
+  # an unregistered module, and a running sum
+  spate consume events -B --smartmodule-path ./upper.wasm
+  spate consume amounts -B --aggregate acme/sum --aggregate-initial 100
+
+  # a chain of modules
+  spate consume logs -B --transforms-file transforms.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Topic = args[0]
@@ -74,6 +94,7 @@ records. With -d it stops once it has printed what was there when it started.
 	fl.Int32Var(&opts.MaxBytes, "max-bytes", 0, "largest response from the SPU in bytes (default 1 MiB)")
 	cmd.MarkFlagsMutuallyExclusive("beginning", "offset", "head", "tail")
 	cmd.MarkFlagsMutuallyExclusive("partition", "all-partitions")
+	opts.Transforms.Register(cmd)
 	return cmd
 }
 
@@ -107,12 +128,19 @@ func run(cmd *cobra.Command, opts *Options) error {
 	case opts.Tail >= 0:
 		start = client.FromEnd(opts.Tail)
 	}
+	modules, err := opts.Transforms.Modules(cmd)
+	if err != nil {
+		return err
+	}
 	c, err := opts.Factory.Client()
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
 	copts := []client.ConsumeOption{client.WithStart(start)}
+	if modules != nil {
+		copts = append(copts, client.WithSmartModules(modules...))
+	}
 	if opts.MaxBytes > 0 {
 		copts = append(copts, client.WithMaxBytes(opts.MaxBytes))
 	}

@@ -114,6 +114,7 @@ defaults of topics created without these settings.`,
 	fl.StringVar(&opts.Config.Addr, "addr", server.DefaultAddr, "address to listen on")
 	fl.StringVar(&opts.Config.DataDir, "data-dir", "", "directory of the embedded etcd and the local SPUs")
 	fl.StringVar(&opts.Config.EtcdDir, "etcd-dir", "", "directory of the embedded etcd (default DATA-DIR/etcd)")
+	fl.StringVar(&opts.Config.BlobDir, "blob-dir", "", "folder of the control plane's blob store, which keeps the tenants' SmartModules (default DATA-DIR/blobs)")
 	fl.StringSliceVar(&opts.Config.EtcdEndpoints, "etcd-endpoints", nil, "URLs of an external etcd cluster, comma-separated, instead of the embedded one")
 	fl.IntVar(&opts.Config.LocalSPUs, "local-spus", 0, "with --insecure: run a local cluster of this many SPU processes")
 	fl.BoolVar(&opts.Config.Insecure, "insecure", false, "serve plaintext HTTP/2 without authentication, for development only")

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/cli/internal/transforms"
 	"github.com/spatehq/spate/client"
 )
 
@@ -38,6 +39,8 @@ type Options struct {
 	// Progress forces the progress bar of --file on, even when standard
 	// error is not a terminal.
 	Progress bool
+	// Transforms are the SmartModules to run on the SPU before writing.
+	Transforms transforms.Flags
 }
 
 // NewCmdProduce returns `spate produce`.
@@ -52,7 +55,12 @@ once every record is acknowledged, and fails if any was not.
 
 Without a key, records are spread round-robin over the partitions; with a
 key, the partition is a stable hash of the key, so records with one key stay
-in order in one partition.`,
+in order in one partition.
+
+` + transforms.Help + `
+
+The modules run on the SPU before the records are written: what is stored
+is what they emit.`,
 		Example: `  # type records, one a line; Ctrl-D to finish
   spate produce events
 
@@ -63,7 +71,10 @@ in order in one partition.`,
   spate produce events --file events.txt --compression zstd --acks fsync
 
   # to one partition, with a progress bar even when stderr is not a terminal
-  spate produce events --file big.txt --partition 3 --progress`,
+  spate produce events --file big.txt --partition 3 --progress
+
+  # uppercase every record on the SPU before it is stored
+  spate produce events --smartmodule acme/uppercase --file events.txt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Topic = args[0]
@@ -84,6 +95,7 @@ in order in one partition.`,
 	fl.StringVar(&opts.Acks, "acks", "", "when records are acknowledged: write or fsync (default: the topic's setting)")
 	fl.IntVar(&opts.MaxLine, "max-record-bytes", 1<<20, "longest line accepted")
 	fl.BoolVar(&opts.Progress, "progress", false, "show a progress bar for --file even when standard error is not a terminal")
+	opts.Transforms.Register(cmd)
 	return cmd
 }
 
@@ -111,6 +123,13 @@ func run(cmd *cobra.Command, opts *Options) error {
 	}
 	if opts.Partition >= 0 {
 		popts = append(popts, client.WithPartitioner(client.ManualPartitioner()))
+	}
+	modules, err := opts.Transforms.Modules(cmd)
+	if err != nil {
+		return err
+	}
+	if modules != nil {
+		popts = append(popts, client.WithSmartModules(modules...))
 	}
 	var in io.Reader = opts.Factory.IO.In
 	if opts.File != "" {

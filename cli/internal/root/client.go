@@ -11,6 +11,7 @@ import (
 	"github.com/spatehq/spate/cli/internal/partitioncmd"
 	"github.com/spatehq/spate/cli/internal/producecmd"
 	"github.com/spatehq/spate/cli/internal/profilecmd"
+	"github.com/spatehq/spate/cli/internal/smartmodulecmd"
 	"github.com/spatehq/spate/cli/internal/topiccmd"
 )
 
@@ -38,6 +39,7 @@ func addClientCommands(cmd *cobra.Command, f *cmdutil.Factory) {
 		consumecmd.NewCmdConsume(f),
 		profilecmd.NewCmdProfile(f),
 		cloudcmd.NewCmdCloud(f),
+		smartmodulecmd.NewCmdSmartModule(f),
 	)
 	// Direct SPU admin lives under `spate spu`, next to `spate spu serve`.
 	for _, c := range cmd.Commands() {

@@ -112,6 +112,8 @@ files, instance roles), never from flags. With TLS the S3 prefix defaults to
 	fl.BoolVar(&opts.Config.Tier.S3PathStyle, "tier-s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers need it)")
 	fl.IntVar(&opts.Config.Tier.UploadConcurrency, "tier-upload-concurrency", 2, "segments uploaded at once over all partitions")
 	fl.Int64Var(&opts.Config.Tier.UploadBytesPerSecond, "tier-upload-bytes-per-second", 0, "upload bandwidth limit over all partitions (0: none)")
+	fl.Int64Var(&opts.Config.SmartModules.MemoryLimitBytes, "smartmodule-memory-limit", 0, "largest linear memory of one SmartModule instance, in bytes (default 64 MiB)")
+	fl.DurationVar(&opts.Config.SmartModules.CallTimeout, "smartmodule-call-timeout", 0, "longest call into a SmartModule, one batch of records (default 5s)")
 	fl.BoolVar(&opts.Config.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/")
 	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")

@@ -45,11 +45,30 @@
 //	                                         keys, each token.MarshalKey's
 //	                                         bytes (base64)
 //	root-ca                                  {cert_pem, key_pem}
+//	smartmodules/<tenant>/<group>/<name>/<version>
+//	                                         SmartModule (the bytes are in
+//	                                         the control plane's blob store,
+//	                                         key smartmodules/<tenant>/<hex>.wasm)
+//	smartmodule-refs/<tenant>/<hex>/versions/<group>/<name>/<version>
+//	                                         empty: a version whose bytes
+//	                                         have the SHA-256 <hex>
+//	smartmodule-refs/<tenant>/<hex>/uploads/<id>
+//	                                         empty, under a lease: an upload
+//	                                         of the blob in progress
+//	smartmodule-blob-deletes/<tenant>/<hex>  empty, under a lease: the blob
+//	                                         is being deleted
 //
 // <tenant>, <user>, <sa>, <principal>, <cluster>, <family> and the ids of
 // keys and tokens are ids (identity.ValidID: no '/'), checked on create,
 // so a prefix ending in '/' holds exactly one tenant's or principal's
 // keys. Names and emails only ever end a key.
+//
+// SmartModule names have exactly two segments and versions none, so each
+// of these prefixes ending in '/' holds one tenant's, one module's or one
+// blob's keys. A blob is written before the version that refers to it,
+// under an upload mark, and deleted only after a transaction found no
+// version and no upload referring to it and set the delete mark, which
+// new uploads wait for: a blob in use is never deleted.
 //
 // The watch on principals/ is what WatchTenants reports: the tenant id is
 // the key's first segment after the prefix.

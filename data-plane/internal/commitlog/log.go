@@ -263,6 +263,9 @@ func validateBatches(b []byte, maxBatch int) (records int64, err error) {
 		if err == nil {
 			_, h, b, err = batch.Next(b)
 		}
+		if err == nil && h.Derived() {
+			err = fmt.Errorf("%w: %w", batch.ErrCorrupt, batch.ErrDerived)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("commitlog: append: batch %d: %w", n, err)
 		}

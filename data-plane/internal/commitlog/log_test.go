@@ -240,6 +240,7 @@ func TestAppendInvalidLeavesLogUnchanged(t *testing.T) {
 		{name: "truncated second batch", b: append(good(), good()[:70]...), want: batch.ErrTruncated},
 		{name: "too large", b: makeBatch(t, 1, 1, 2000, 1), want: commitlog.ErrBatchTooLarge},
 		{name: "too large second batch", b: append(good(), makeBatch(t, 1, 1, 2000, 1)...), want: commitlog.ErrBatchTooLarge},
+		{name: "derived (SmartModule output)", b: derivedBatch(t), want: batch.ErrDerived},
 	}
 	dir := t.TempDir()
 	cfg := testConfig()
@@ -411,4 +412,19 @@ func TestReadNeverReturnsBatchesPastTheEndOffset(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// derivedBatch builds a batch the SPU sends consumers from SmartModule
+// output: offsets 0 and 2 of three, never to be stored.
+func derivedBatch(t *testing.T) []byte {
+	t.Helper()
+	b := batch.NewBuilder(batch.None)
+	b.AppendAt(batch.Record{Value: []byte("a")}, 0)
+	b.AppendAt(batch.Record{Value: []byte("c")}, 2)
+	b.SetLastOffsetDelta(2)
+	out, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	dataplanev1 "github.com/spatehq/spate/api/gen/spate/dataplane/v1"
 	"github.com/spatehq/spate/api/gen/spate/dataplane/v1/dataplanev1connect"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
+	"github.com/spatehq/spate/data-plane/internal/modules"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 	"github.com/spatehq/spate/internal/batch"
 	"github.com/spatehq/spate/tiered-storage/objstore"
@@ -41,6 +42,9 @@ type Consume struct {
 	// reads from it until it reaches the local start, then from the log.
 	// Nil: only the local log is served, as without tiered storage.
 	Remote RemoteReader
+	// SmartModules runs the SmartModules a stream names (smartmodule.go);
+	// nil refuses such streams.
+	SmartModules *modules.Resolver
 }
 
 var _ dataplanev1connect.ConsumeServiceHandler = (*Consume)(nil)
@@ -126,6 +130,10 @@ func (c *Consume) Consume(ctx context.Context, req *connect.Request[dataplanev1.
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		return stream.Send(resp)
+	}
+	send, smErr := c.withSmartModules(ctx, msg, send) // SmartModules: smartmodule.go
+	if smErr != nil {
+		return smErr
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, j := range jobs {

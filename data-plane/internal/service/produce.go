@@ -15,6 +15,7 @@ import (
 	"github.com/spatehq/spate/auth/access"
 	"github.com/spatehq/spate/data-plane/internal/authz"
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
+	"github.com/spatehq/spate/data-plane/internal/modules"
 	"github.com/spatehq/spate/data-plane/internal/replica"
 )
 
@@ -32,6 +33,9 @@ type Produce struct {
 	// Authz checks each request of a Produce stream (ProduceOne is checked
 	// by its interceptor); nil allows everything.
 	Authz *authz.Authorizer
+	// SmartModules runs the SmartModules a request names (smartmodule.go);
+	// nil refuses such requests.
+	SmartModules *modules.Resolver
 }
 
 var _ dataplanev1connect.ProduceServiceHandler = (*Produce)(nil)
@@ -65,6 +69,8 @@ func (p *Produce) Produce(ctx context.Context, stream *connect.BidiStream[datapl
 	})
 	g.Go(func() error {
 		defer close(acks)
+		sm := p.smartModules() // SmartModules: smartmodule.go
+		defer sm.close()
 		for {
 			req, err := stream.Receive()
 			if errors.Is(err, io.EOF) {
@@ -78,7 +84,7 @@ func (p *Produce) Produce(ctx context.Context, stream *connect.BidiStream[datapl
 			var l *commitlog.Log
 			err = p.Authz.Allow(ctx, access.Produce, req.Topic)
 			if err == nil {
-				base, last, l, err = p.write(req.Topic, req.Partition, req.Batches, req.Acks)
+				base, last, l, err = sm.write(ctx, req)
 			}
 			if err != nil {
 				a.resp.ErrorCode, a.resp.ErrorMessage = p.fail(err)
@@ -98,7 +104,7 @@ func (p *Produce) Produce(ctx context.Context, stream *connect.BidiStream[datapl
 // ProduceOne writes batches in a single call.
 func (p *Produce) ProduceOne(ctx context.Context, req *connect.Request[dataplanev1.ProduceOneRequest]) (*connect.Response[dataplanev1.ProduceOneResponse], error) {
 	start := time.Now()
-	base, last, l, err := p.write(req.Msg.Topic, req.Msg.Partition, req.Msg.Batches, req.Msg.Acks)
+	base, last, l, err := p.writeOne(ctx, req.Msg)
 	if err == nil && l != nil {
 		err = l.Sync(ctx, last)
 	}

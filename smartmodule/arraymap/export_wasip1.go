@@ -1,0 +1,9 @@
+package arraymap
+
+import (
+	"github.com/spatehq/spate/smartmodule/abi"
+	"github.com/spatehq/spate/smartmodule/internal/guest"
+)
+
+//go:wasmexport spate_v1_array_map
+func export(ptr, size uint32) uint64 { return guest.Call(abi.KindArrayMap, ptr, size) }

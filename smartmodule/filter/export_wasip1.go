@@ -1,0 +1,9 @@
+package filter
+
+import (
+	"github.com/spatehq/spate/smartmodule/abi"
+	"github.com/spatehq/spate/smartmodule/internal/guest"
+)
+
+//go:wasmexport spate_v1_filter
+func export(ptr, size uint32) uint64 { return guest.Call(abi.KindFilter, ptr, size) }
