@@ -44,10 +44,20 @@
 // guest frame that raised it), never just "wasm trap: unreachable". The
 // chain is then dead; every other chain, of that module or another, goes on.
 //
-// The time limit costs speed: wazero (v1.12) enforces it by leaving machine
-// code for Go at every loop iteration and every entry of a function with a
-// loop, which Go-compiled guests have many of (wazero issue #2466). Guest
-// code that makes few calls per record runs fastest.
+// The engine enforces the time limit itself, cheaply: Compile rewrites each
+// module (smartmodule/internal/wasmrewrite) so that every loop iteration
+// counts down, and every 65,536 iterations the guest leaves machine code
+// for Go (so that the Go scheduler can stop it for the garbage collector)
+// and checks an exported stop flag, trapping when it is set; a timer (and
+// the caller's context, and Engine.Close) sets it when a call runs too
+// long. The digest stays that of the bytes given; wazero's
+// compilation cache holds the rewritten module. A module the rewriter
+// refuses (a WebAssembly proposal it does not decode) runs, with a warning
+// in the log, in a second runtime where wazero enforces the limit with
+// close-on-context-done, which leaves machine code for Go at every loop
+// iteration and costs Go-compiled guests several times their speed
+// (wazero issue #2466). Guests cannot block the host: their clock sleeps
+// (poll_oneoff) return at once, as wazero's default nanosleep does.
 //
 // # Metrics
 //

@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/spatehq/spate/smartmodule/abi"
+	"github.com/spatehq/spate/smartmodule/internal/wasmrewrite"
 )
 
 // Defaults of Config.
@@ -94,14 +95,23 @@ func (c *Config) setDefaults() {
 // concurrent use; the chains it makes are not (one per stream).
 type Engine struct {
 	cfg     Config
-	rt      wazero.Runtime
+	rt      wazero.Runtime // runs modules with a stop flag (wasmrewrite)
 	cache   wazero.CompilationCache
 	metrics *metrics
+
+	// fallback runs the modules the rewriter refuses, with wazero's own
+	// close-on-context-done; started on first use.
+	fallbackMu  sync.Mutex
+	fallback    wazero.Runtime
+	fallbackErr error
+	// noRewrite (for tests) sends every module to the fallback runtime.
+	noRewrite bool
 
 	mu      sync.Mutex        // guards what follows
 	modules map[string]*entry // by digest, compiling or compiled
 	clock   uint64            // ticks on every use, for least-recently-used eviction
 	closed  bool
+	live    map[*stopper]struct{} // of the instances with a stop flag, stopped on Close
 }
 
 // entry is a module in the cache: being compiled until done is closed.
@@ -113,7 +123,9 @@ type entry struct {
 }
 
 // New starts an engine: a wazero runtime (compiler where the platform has
-// one) with WASI preview 1, the memory limit and close-on-context-done.
+// one) with WASI preview 1 and the memory limit. The time limit is the
+// engine's own (see stopper); a second runtime with wazero's
+// close-on-context-done starts when a module needs it.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -130,15 +142,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(cfg.MemoryLimitBytes / pageSize)).
-		WithCompilationCache(cache)
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		rt.Close(ctx)
+	rt, err := newRuntime(ctx, cfg, cache, false)
+	if err != nil {
 		cache.Close(ctx)
-		return nil, fmt.Errorf("smartmodule engine: WASI: %w", err)
+		return nil, err
 	}
 	return &Engine{
 		cfg:     cfg,
@@ -146,7 +153,38 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		cache:   cache,
 		metrics: newMetrics(cfg.Registerer),
 		modules: map[string]*entry{},
+		live:    map[*stopper]struct{}{},
 	}, nil
+}
+
+// newRuntime starts a wazero runtime with WASI. closeOnDone makes wazero
+// enforce the time limit itself, at a cost at every loop iteration.
+//
+// The two runtimes of an engine share its compilation cache: wazero keys
+// compiled code by the module's bytes and closeOnDone, and the rewritten
+// bytes differ from the given ones anyway.
+func newRuntime(ctx context.Context, cfg Config, cache wazero.CompilationCache, closeOnDone bool) (wazero.Runtime, error) {
+	rc := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(closeOnDone).
+		WithMemoryLimitPages(uint32(cfg.MemoryLimitBytes / pageSize)).
+		WithCompilationCache(cache)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("smartmodule engine: WASI: %w", err)
+	}
+	return rt, nil
+}
+
+// fallbackRuntime returns the runtime with close-on-context-done, started
+// on first use.
+func (e *Engine) fallbackRuntime(ctx context.Context) (wazero.Runtime, error) {
+	e.fallbackMu.Lock()
+	defer e.fallbackMu.Unlock()
+	if e.fallback == nil && e.fallbackErr == nil {
+		e.fallback, e.fallbackErr = newRuntime(ctx, e.cfg, e.cache, true)
+	}
+	return e.fallback, e.fallbackErr
 }
 
 // Close closes the engine: every chain fails with ErrClosed from then on
@@ -160,8 +198,21 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.closed = true
 	e.modules = nil
+	// A call still running when its machine code goes stops at its next
+	// loop iteration (wazero closes the modules, but only a runtime with
+	// close-on-context-done checks that in the guest).
+	for s := range e.live {
+		s.stopNow(stoppedClosed)
+	}
+	e.live = nil
 	e.mu.Unlock()
 	err := e.rt.Close(ctx)
+	e.fallbackMu.Lock()
+	if e.fallback != nil {
+		err = errors.Join(err, e.fallback.Close(ctx))
+	}
+	e.fallbackErr = ErrClosed
+	e.fallbackMu.Unlock()
 	return errors.Join(err, e.cache.Close(ctx))
 }
 
@@ -172,6 +223,11 @@ type Module struct {
 	kind     abi.Kind
 	size     int
 	compiled wazero.CompiledModule
+	rt       wazero.Runtime // the runtime that compiled it
+	// stoppable: the module is rewritten with a stop flag
+	// (wasmrewrite.StopExport) and runs in e.rt; otherwise it runs in the
+	// fallback runtime, which enforces the time limit itself.
+	stoppable bool
 
 	// Guarded by e.mu: chains holding the module, whether the cache
 	// holds it, and whether compiled is released.
@@ -252,17 +308,35 @@ func (e *Engine) compile(ctx context.Context, wasm []byte, digest string) (*Modu
 		return nil, err
 	}
 	start := time.Now()
-	compiled, err := e.rt.CompileModule(ctx, wasm)
+	rt, stoppable := e.rt, true
+	rewritten, st, err := wasmrewrite.AddStopFlag(wasm)
+	if e.noRewrite {
+		err = errors.New("rewriting disabled")
+	}
+	var compiled wazero.CompiledModule
+	if err == nil {
+		compiled, err = rt.CompileModule(ctx, rewritten)
+		if err != nil {
+			err = fmt.Errorf("wazero refuses the rewritten module: %w", err)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: compile: %v", abi.ErrNotWasm, err)
+		e.cfg.Logger.Warn("smartmodule without a stop flag: its time limit costs speed", "digest", digest, "reason", err)
+		stoppable = false
+		if rt, err = e.fallbackRuntime(ctx); err != nil {
+			return nil, err
+		}
+		if compiled, err = rt.CompileModule(ctx, wasm); err != nil {
+			return nil, fmt.Errorf("%w: compile: %v", abi.ErrNotWasm, err)
+		}
 	}
 	if err := checkShape(compiled, info.Kind); err != nil {
 		compiled.Close(ctx)
 		return nil, err
 	}
 	e.metrics.compiles.Inc()
-	e.cfg.Logger.Info("compiled smartmodule", "digest", digest, "kind", info.Kind.String(), "bytes", len(wasm), "took", time.Since(start))
-	return &Module{e: e, digest: digest, kind: info.Kind, size: len(wasm), compiled: compiled}, nil
+	e.cfg.Logger.Info("compiled smartmodule", "digest", digest, "kind", info.Kind.String(), "bytes", len(wasm), "took", time.Since(start), "stop_flag", stoppable, "loops", st.Loops)
+	return &Module{e: e, digest: digest, kind: info.Kind, size: len(wasm), compiled: compiled, rt: rt, stoppable: stoppable}, nil
 }
 
 // checkShape checks what abi.Inspect cannot see: the types of the exports

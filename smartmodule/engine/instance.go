@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/spatehq/spate/smartmodule/abi"
+	"github.com/spatehq/spate/smartmodule/internal/wasmrewrite"
 )
 
 // stderrTail is how much of a call's stderr and stdout an instance keeps.
@@ -49,6 +50,10 @@ type instance struct {
 	fn     api.Function
 	stderr tail
 	stack  []uint64
+	// stop enforces the time limit of a rewritten module; nil for a
+	// module of the fallback runtime, whose calls run under a context
+	// with the limit as deadline.
+	stop *stopper
 }
 
 // failure is what went wrong in a call, before the stage names the
@@ -75,9 +80,9 @@ func (e *Engine) instantiate(ctx context.Context, m *Module, name string) (*inst
 		WithRandSource(rand.Reader)
 	callCtx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
-	mod, err := e.rt.InstantiateModule(callCtx, m.compiled, cfg)
+	mod, err := m.rt.InstantiateModule(callCtx, m.compiled, cfg)
 	if err != nil {
-		return nil, in.classify(ctx, err)
+		return nil, in.classify(ctx, err, notStopped)
 	}
 	in.mod = mod
 	in.mem = mod.ExportedMemory(abi.ExportMemory)
@@ -87,10 +92,28 @@ func (e *Engine) instantiate(ctx context.Context, m *Module, name string) (*inst
 		mod.Close(ctx)
 		return nil, &failure{index: abi.NoRecord, message: "instantiated module lacks " + abi.ExportMemory + ", " + abi.ExportAlloc + " or " + m.kind.Export()}
 	}
-	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		if err := init.CallWithStack(callCtx, in.stack); err != nil {
+	if m.stoppable {
+		flag, ok := mod.ExportedGlobal(wasmrewrite.StopExport).(api.MutableGlobal)
+		if !ok {
 			mod.Close(ctx)
-			return nil, in.classify(ctx, err)
+			return nil, &failure{index: abi.NoRecord, message: "instantiated module lacks its stop flag " + wasmrewrite.StopExport}
+		}
+		in.stop = newStopper(flag, e.cfg.CallTimeout)
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			mod.Close(ctx)
+			return nil, &failure{index: abi.NoRecord, message: "stopped: " + ErrClosed.Error(), err: ErrClosed}
+		}
+		e.live[in.stop] = struct{}{}
+		e.mu.Unlock()
+	}
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		callCtx, cancel := in.arm(ctx)
+		err := init.CallWithStack(callCtx, in.stack)
+		if cause := in.disarm(cancel, err); err != nil {
+			in.close(ctx)
+			return nil, in.classify(ctx, err, cause)
 		}
 	}
 	return in, nil
@@ -100,6 +123,33 @@ func (in *instance) close(ctx context.Context) {
 	if in.mod != nil {
 		in.mod.Close(ctx)
 	}
+	if in.stop != nil {
+		in.stop.close()
+		in.e.mu.Lock()
+		delete(in.e.live, in.stop)
+		in.e.mu.Unlock()
+	}
+}
+
+// arm starts the time limit of a call and returns the context to make it
+// with, and what ends it for disarm: the caller's own context with the
+// stop flag, or one with the deadline in the fallback runtime.
+func (in *instance) arm(ctx context.Context) (context.Context, context.CancelFunc) {
+	if in.stop != nil {
+		in.stop.arm(ctx)
+		return ctx, nil
+	}
+	return context.WithTimeout(ctx, in.e.cfg.CallTimeout)
+}
+
+// disarm ends what arm started and returns why the engine stopped the call
+// (notStopped in the fallback runtime, where the exit code tells).
+func (in *instance) disarm(cancel context.CancelFunc, callErr error) stopCause {
+	if in.stop != nil {
+		return in.stop.disarm(callErr)
+	}
+	cancel()
+	return notStopped
 }
 
 // call makes one call of fn (init or the kind function): it asks the
@@ -111,23 +161,27 @@ func (in *instance) call(ctx context.Context, fn api.Function, size int, fill fu
 		return nil, &failure{index: abi.NoRecord, message: fmt.Sprintf("input of %d bytes is too large for one call", size)}
 	}
 	in.stderr.reset()
-	callCtx, cancel := context.WithTimeout(ctx, in.e.cfg.CallTimeout)
-	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, &failure{index: abi.NoRecord, message: "stopped: " + context.Cause(ctx).Error(), err: err}
+	}
+	callCtx, cancel := in.arm(ctx)
 	in.stack[0] = api.EncodeU32(uint32(size))
 	if err := in.alloc.CallWithStack(callCtx, in.stack); err != nil {
-		return nil, in.classify(ctx, err)
+		return nil, in.classify(ctx, err, in.disarm(cancel, err))
 	}
 	ptr := api.DecodeU32(in.stack[0])
 	buf, ok := in.mem.Read(ptr, uint32(size))
 	if !ok {
+		in.disarm(cancel, nil)
 		return nil, &failure{index: abi.NoRecord, message: fmt.Sprintf("malformed result: %s returned a buffer of %d bytes at %d, past the end of memory (%d bytes)", abi.ExportAlloc, size, ptr, in.mem.Size()), err: abi.ErrMalformed}
 	}
 	if got := fill(buf[:0]); len(got) != size || size > 0 && &got[0] != &buf[0] {
 		panic(fmt.Sprintf("smartmodule engine: encoded %d bytes, computed %d", len(got), size))
 	}
 	in.stack[0], in.stack[1] = api.EncodeU32(ptr), api.EncodeU32(uint32(size))
-	if err := fn.CallWithStack(callCtx, in.stack); err != nil {
-		return nil, in.classify(ctx, err)
+	err := fn.CallWithStack(callCtx, in.stack)
+	if cause := in.disarm(cancel, err); err != nil {
+		return nil, in.classify(ctx, err, cause)
 	}
 	rptr, rlen := abi.Unpack(in.stack[0])
 	res, ok := in.mem.Read(rptr, rlen)
@@ -137,8 +191,9 @@ func (in *instance) call(ctx context.Context, fn api.Function, size int, fill fu
 	return res, nil
 }
 
-// classify turns what a call returned into a failure a person can act on.
-func (in *instance) classify(ctx context.Context, err error) *failure {
+// classify turns what a call returned into a failure a person can act on;
+// cause says whether the engine stopped it.
+func (in *instance) classify(ctx context.Context, err error, cause stopCause) *failure {
 	f := &failure{index: abi.NoRecord, stderr: in.stderr.String()}
 	var exit *sys.ExitError
 	isExit := errors.As(err, &exit)
@@ -148,6 +203,14 @@ func (in *instance) classify(ctx context.Context, err error) *failure {
 		memSize = int64(in.mem.Size())
 	}
 	switch {
+	case cause == stoppedTimeout:
+		f.message = fmt.Sprintf("call took longer than %s (endless loop?)", in.e.cfg.CallTimeout)
+	case cause == stoppedCanceled:
+		f.message = "stopped: " + context.Cause(ctx).Error()
+		f.err = ctx.Err()
+	case cause == stoppedClosed:
+		f.message = "stopped: " + ErrClosed.Error()
+		f.err = ErrClosed
 	case isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil:
 		f.message = fmt.Sprintf("call took longer than %s (endless loop?)", in.e.cfg.CallTimeout)
 	case isExit && (exit.ExitCode() == sys.ExitCodeContextCanceled || exit.ExitCode() == sys.ExitCodeDeadlineExceeded):

@@ -98,7 +98,9 @@ func newFixture(t *testing.T) *fixture {
 // resolver returns a Resolver with its own engine over f's cache folder,
 // as an SPU after a restart.
 func (f *fixture) resolver(t *testing.T) *modules.Resolver {
-	eng, err := engine.New(context.Background(), engine.Config{})
+	// The shared compile cache: compiling a module under the race detector
+	// takes tens of seconds.
+	eng, err := engine.New(context.Background(), engine.Config{CacheDir: smtest.WazeroCacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

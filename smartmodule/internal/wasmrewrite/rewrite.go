@@ -3,25 +3,50 @@
 //
 // # Contract
 //
-// AddStopFlag takes a WebAssembly 1.0/2.0 binary module and returns a new
-// binary that differs from it in exactly three ways:
+// AddStopFlag takes a WebAssembly 1.0/2.0 binary module with a linear
+// memory (32-bit) and returns a new binary that differs from it in exactly
+// three ways:
 //
-//   - the global section gains one last global, (mut i32) initialised to
-//     0: the stop flag. Its index is the number of imported globals plus
-//     the number of globals the module defines; the section is created
-//     (in its place in the section order) when the module has none;
-//   - the export section gains an export of that global named StopExport
+//   - the global section gains two last globals, both (mut i32)
+//     initialised to 0: the stop flag $stop, whose index is the number of
+//     imported globals plus the number of globals the module defines
+//     (Stats.GlobalIndex), and the countdown $fuel, the next one. The
+//     section is created (in its place in the section order) when the
+//     module has none;
+//   - the export section gains an export of $stop named StopExport
 //     (created when the module has none);
 //   - in every function body, right after each loop instruction and its
 //     block type, it inserts the check below, and it re-encodes the size of
 //     each body and of the code section.
 //
-// The check (bytes 0x23 <stop index> 0x04 0x40 0x00 0x0b):
+// The check:
 //
-//	global.get $stop
-//	if (empty)
-//	  unreachable
+//	global.get $fuel
+//	i32.eqz
+//	if                      ;; once every FuelPerCheck iterations
+//	  i32.const 0
+//	  memory.grow 0         ;; a no-op that leaves machine code for the host
+//	  drop
+//	  global.get $stop
+//	  if
+//	    unreachable         ;; the host asked it to stop
+//	  end
+//	  i32.const FuelPerCheck
+//	  global.set $fuel
 //	end
+//	global.get $fuel
+//	i32.const 1
+//	i32.sub
+//	global.set $fuel
+//
+// Why the countdown and the memory.grow: a runtime like wazero runs
+// compiled guest code that the Go scheduler cannot preempt, so a guest
+// spinning in a loop that never left for Go would hold off every
+// stop-the-world of the garbage collector, and with it the very timer that
+// should set its stop flag: the process would hang. memory.grow 0 is the
+// cheapest instruction that returns to the host (in wazero), and it changes
+// nothing. The guest reads $stop only there: it stops within FuelPerCheck
+// loop iterations of the flag being set.
 //
 // Every other section (custom sections, the name section included) is
 // copied byte for byte. The rewritten module is valid whenever the input
@@ -54,6 +79,10 @@ import (
 // StopExport is the name under which the rewritten module exports its stop
 // flag, reserved: a module that already exports it is refused.
 const StopExport = "spate_stop"
+
+// FuelPerCheck is how many loop iterations run between two checks of the
+// stop flag.
+const FuelPerCheck = 1 << 16
 
 var (
 	// ErrMalformed: the input is not a well-formed WebAssembly binary.
@@ -131,14 +160,28 @@ func AddStopFlag(wasm []byte) (out []byte, st Stats, err error) {
 		secs = append(secs, section{id, body})
 	}
 
-	// Imported globals and the number of globals defined.
-	var importedGlobals, definedGlobals uint32
+	// Imported globals and the number of globals defined; memories.
+	var importedGlobals, definedGlobals, memories uint32
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
-			if importedGlobals, err = countImportedGlobals(s.body); err != nil {
+			var m uint32
+			if importedGlobals, m, err = countImports(s.body); err != nil {
 				return nil, st, err
 			}
+			memories += m
+		case secMemory:
+			mr := &reader{b: s.body}
+			n := mr.u32()
+			for i := uint32(0); i < n && mr.err == nil; i++ {
+				if mr.limits() {
+					mr.fail(ErrUnsupported, "64-bit memory")
+				}
+			}
+			if mr.err != nil {
+				return nil, st, mr.err
+			}
+			memories += n
 		case secGlobal:
 			gr := &reader{b: s.body}
 			definedGlobals = gr.u32()
@@ -147,13 +190,16 @@ func AddStopFlag(wasm []byte) (out []byte, st Stats, err error) {
 			}
 		}
 	}
-	if uint64(importedGlobals)+uint64(definedGlobals) >= 1<<32-1 {
+	if memories == 0 {
+		return nil, st, fmt.Errorf("%w: a module without a memory", ErrUnsupported)
+	}
+	if uint64(importedGlobals)+uint64(definedGlobals) >= 1<<32-2 {
 		return nil, st, fmt.Errorf("%w: too many globals", ErrMalformed)
 	}
 	st.GlobalIndex = importedGlobals + definedGlobals
 
-	// The new global: (mut i32) (i32.const 0).
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	// The new globals: twice (mut i32) (i32.const 0).
+	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b}
 	newExport := appendName(nil, StopExport)
 	newExport = append(newExport, 0x03)
 	newExport = appendU32(newExport, st.GlobalIndex)
@@ -164,13 +210,13 @@ func AddStopFlag(wasm []byte) (out []byte, st Stats, err error) {
 		switch s.id {
 		case secGlobal:
 			haveGlobal = true
-			s.body = appendCountPlus(s.body, newGlobal)
+			s.body = appendCountPlus(s.body, 2, newGlobal)
 		case secExport:
 			haveExport = true
 			if err := checkExports(s.body); err != nil {
 				return nil, st, err
 			}
-			s.body = appendCountPlus(s.body, newExport)
+			s.body = appendCountPlus(s.body, 1, newExport)
 		case secCode:
 			if s.body, err = rewriteCode(s.body, st.GlobalIndex, &st); err != nil {
 				return nil, st, err
@@ -178,7 +224,7 @@ func AddStopFlag(wasm []byte) (out []byte, st Stats, err error) {
 		}
 	}
 	if !haveGlobal {
-		secs = insertSection(secs, section{secGlobal, append([]byte{0x01}, newGlobal...)})
+		secs = insertSection(secs, section{secGlobal, append([]byte{0x02}, newGlobal...)})
 	}
 	if !haveExport {
 		secs = insertSection(secs, section{secExport, append([]byte{0x01}, newExport...)})
@@ -214,21 +260,21 @@ func insertSection(secs []section, s section) []section {
 	return append(secs[:at], append([]section{s}, secs[at:]...)...)
 }
 
-// appendCountPlus returns a vector section body with one more entry, item,
+// appendCountPlus returns a vector section body with k more entries, items,
 // at its end.
-func appendCountPlus(body, item []byte) []byte {
+func appendCountPlus(body []byte, k uint32, items []byte) []byte {
 	r := &reader{b: body}
 	n := r.u32()
 	rest := body[r.pos:]
-	out := appendU32(make([]byte, 0, len(body)+len(item)+5), n+1)
+	out := appendU32(make([]byte, 0, len(body)+len(items)+5), n+k)
 	out = append(out, rest...)
-	return append(out, item...)
+	return append(out, items...)
 }
 
-func countImportedGlobals(body []byte) (uint32, error) {
+// countImports returns the number of imported globals and memories.
+func countImports(body []byte) (globals, memories uint32, err error) {
 	r := &reader{b: body}
 	n := r.u32()
-	var globals uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.name()
 		r.name()
@@ -239,7 +285,10 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.byte()
 			r.limits()
 		case 0x02: // memory: limits
-			r.limits()
+			if r.limits() {
+				r.fail(ErrUnsupported, "64-bit memory")
+			}
+			memories++
 		case 0x03: // global: valtype, mutability
 			r.valtype()
 			r.byte()
@@ -254,7 +303,7 @@ func countImportedGlobals(body []byte) (uint32, error) {
 	if r.err == nil && !r.eof() {
 		r.fail(ErrMalformed, "trailing bytes in the import section")
 	}
-	return globals, r.err
+	return globals, memories, r.err
 }
 
 func checkExports(body []byte) error {
@@ -280,9 +329,7 @@ func rewriteCode(body []byte, stop uint32, st *Stats) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	check := []byte{0x23}
-	check = appendU32(check, stop)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)
+	check := Check(stop)
 
 	out := make([]byte, 0, len(body)+len(body)/8)
 	out = appendU32(out, n)
@@ -499,11 +546,12 @@ func (r *reader) name() string {
 	return string(r.bytes(int(n)))
 }
 
-func (r *reader) limits() {
+// limits reads limits and returns whether they are 64-bit.
+func (r *reader) limits() bool {
 	flags := r.byte()
 	if flags > 0x07 {
 		r.fail(ErrUnsupported, "limits flags 0x%02x", flags)
-		return
+		return false
 	}
 	bits := uint(32)
 	if flags&0x04 != 0 {
@@ -513,6 +561,7 @@ func (r *reader) limits() {
 	if flags&0x01 != 0 {
 		r.uleb(bits)
 	}
+	return bits == 64
 }
 
 func isValtype(c byte) bool {
@@ -632,6 +681,35 @@ func (r *reader) prefixFE() {
 		r.memarg()
 	default:
 		r.fail(ErrUnsupported, "opcode 0xfe %d", op)
+	}
+}
+
+// Check returns the instructions AddStopFlag inserts after each loop's
+// block type, for the stop flag global stop (the countdown is stop+1).
+func Check(stop uint32) []byte {
+	fuel := stop + 1
+	b := []byte{0x23}
+	b = appendU32(b, fuel)
+	b = append(b, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x23)
+	b = appendU32(b, stop)
+	b = append(b, 0x04, 0x40, 0x00, 0x0b, 0x41)
+	b = appendS32(b, FuelPerCheck)
+	b = append(b, 0x24)
+	b = appendU32(b, fuel)
+	b = append(b, 0x0b, 0x23)
+	b = appendU32(b, fuel)
+	b = append(b, 0x41, 0x01, 0x6b, 0x24)
+	return appendU32(b, fuel)
+}
+
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
 	}
 }
 
