@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spatehq/spate/data-plane/spu/sputest"
 	"github.com/spatehq/spate/smartmodule/smtest"
 )
 
@@ -19,23 +18,8 @@ import (
 // produces through a map, and shows that a module that fails ends only its
 // own consume, with the module's message.
 func TestSmartModulesThroughLocalUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a control plane and an SPU")
-	}
-	bin := sputest.Binary(t)
+	bin, env, _ := localUp(t)
 	tmp := t.TempDir()
-	dir := filepath.Join(tmp, "data")
-	env := append(os.Environ(), "SPATE_CONFIG="+filepath.Join(tmp, "config.toml"), "SPATE_PROFILE=", "SPATE_SPU=", "NO_COLOR=1")
-	t.Cleanup(func() {
-		down := exec.Command(bin, "local", "down", "--data-dir", dir, "--delete-data")
-		down.Env = env
-		_ = waitStarted(down, 60*time.Second)
-	})
-	port, err := freeTCPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, env, bin, "local", "up", "--data-dir", dir, "--port", port)
 
 	wasm := func(name string) string {
 		p := filepath.Join(tmp, name+".wasm")

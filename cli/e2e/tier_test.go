@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/spatehq/spate/data-plane/spu/sputest"
 	"github.com/spatehq/spate/tiered-storage/objstore/local"
 )
 
@@ -23,23 +20,7 @@ import (
 // there, describe showing both tiers, and a delete that removes the
 // topic's objects.
 func TestTieredTopicThroughLocalUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a control plane and an SPU")
-	}
-	bin := sputest.Binary(t)
-	tmp := t.TempDir()
-	dir := filepath.Join(tmp, "data")
-	env := append(os.Environ(), "SPATE_CONFIG="+filepath.Join(tmp, "config.toml"), "SPATE_PROFILE=", "SPATE_SPU=", "NO_COLOR=1")
-	t.Cleanup(func() {
-		down := exec.Command(bin, "local", "down", "--data-dir", dir, "--delete-data")
-		down.Env = env
-		_ = waitStarted(down, 60*time.Second)
-	})
-	l, err := freeTCPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, env, bin, "local", "up", "--data-dir", dir, "--port", l)
+	bin, env, dir := localUp(t)
 
 	// 300 records of 40 bytes in batches of at most 512 bytes, into
 	// segments of 1 KiB: about 20 segments.

@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spatehq/spate/cli/internal/cmdutil"
+	"github.com/spatehq/spate/cli/internal/transforms"
 	"github.com/spatehq/spate/internal/batch"
 	"github.com/spatehq/spate/smartmodule/abi"
 	"github.com/spatehq/spate/smartmodule/engine"
@@ -83,9 +83,9 @@ and the current time as timestamp.`,
 func runTest(ctx context.Context, f *cmdutil.Factory, opts *TestOptions) error {
 	var params []abi.Param
 	for _, p := range opts.Params {
-		name, value, ok := strings.Cut(p, "=")
-		if !ok || name == "" {
-			return cmdutil.Usagef("-e %q: write name=value", p)
+		name, value, err := transforms.ParseParam(p)
+		if err != nil {
+			return err
 		}
 		params = append(params, abi.Param{Name: name, Value: value})
 	}

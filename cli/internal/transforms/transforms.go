@@ -127,9 +127,9 @@ func (f *Flags) Modules(cmd *cobra.Command) ([]client.Transform, error) {
 		return nil, nil
 	}
 	for _, p := range f.Params {
-		name, value, ok := strings.Cut(p, "=")
-		if !ok || name == "" {
-			return nil, cmdutil.Usagef("-e %q: write name=value", p)
+		name, value, err := ParseParam(p)
+		if err != nil {
+			return nil, err
 		}
 		m.Params = append(m.Params, client.TransformParam{Name: name, Value: value})
 	}
@@ -206,4 +206,14 @@ func Parse(b []byte, dir string) ([]client.Transform, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// ParseParam splits one -e flag, "name=value"; the value may be empty and
+// may hold '='. A flag without '=' or with an empty name is a usage error.
+func ParseParam(flag string) (name, value string, err error) {
+	name, value, ok := strings.Cut(flag, "=")
+	if !ok || name == "" {
+		return "", "", cmdutil.Usagef("-e %q: write name=value", flag)
+	}
+	return name, value, nil
 }
