@@ -52,10 +52,13 @@
 // copied byte for byte. The rewritten module is valid whenever the input
 // is: the inserted sequence takes and leaves nothing on the operand stack,
 // and a loop's label (its start) still heads the check, so every backward
-// branch runs it. Since every unbounded execution in WebAssembly goes
-// through a loop's back edge or a call, and recursion ends at the stack
-// limit, a guest whose flag the host sets to 1 traps with "unreachable"
-// within one loop iteration (or one host call's return), wherever it is.
+// branch runs it. Every unbounded execution in WebAssembly goes through a
+// loop's back edge or a call; recursion may stay shallow and still never
+// end (f calling itself twice, n deep, makes 2^n calls), so a function that
+// calls gets the check at its entry as well, unless its body opens with a
+// loop (every function of Go's wasm backend does). A guest whose flag the
+// host sets to 1 therefore traps with "unreachable" soon after, wherever
+// it is.
 //
 // AddStopFlag never panics on any input; it returns an error (wrapping
 // ErrUnsupported for a construct it does not know, or ErrMalformed) when it
@@ -358,7 +361,8 @@ func rewriteCode(body []byte, stop uint32, st *Stats) ([]byte, error) {
 }
 
 // rewriteBody appends to out the function body code with check after each
-// loop's block type, and returns the number of loops.
+// loop's block type, and at the entry of a function that calls and does not
+// open with a loop; it returns the number of loops. out must be empty.
 func rewriteBody(out, code, check []byte) ([]byte, int, error) {
 	r := &reader{b: code}
 	// Locals.
@@ -374,12 +378,26 @@ func rewriteBody(out, code, check []byte) ([]byte, int, error) {
 	loops := 0
 	depth := 1 // the function's own block
 	copied := 0
+	bodyStart := r.pos
+	// A function that calls others may recurse without a loop: 2^n calls
+	// of a shallow recursion never reach the stack limit. Such a function
+	// gets the check at its entry too, unless its body opens with a loop
+	// (as every function of Go's wasm backend does), whose check then runs
+	// first anyway.
+	calls, opensWithLoop := false, false
 	for r.err == nil {
 		if r.eof() {
 			r.fail(ErrMalformed, "function body ends without end")
 			break
 		}
 		op := r.byte()
+		if r.pos == bodyStart+1 {
+			opensWithLoop = op == 0x03
+		}
+		switch op {
+		case 0x10, 0x11, 0x12, 0x13, 0x14, 0x15:
+			calls = true
+		}
 		switch op {
 		case 0x00, 0x01, 0x05, 0x0a, 0x0f, 0x19, 0x1a, 0x1b, 0xd1:
 			// unreachable, nop, else, throw_ref, return, catch_all, drop,
@@ -406,6 +424,12 @@ func rewriteBody(out, code, check []byte) ([]byte, int, error) {
 					return nil, 0, r.err
 				}
 				out = append(out, code[copied:]...)
+				if calls && !opensWithLoop {
+					// Every check so far lies after bodyStart: out[:bodyStart]
+					// is code[:bodyStart], the locals.
+					rest := append([]byte(nil), out[bodyStart:]...)
+					out = append(append(out[:bodyStart], check...), rest...)
+				}
 				return out, loops, nil
 			}
 		case 0x07, 0x08, 0x09, 0x0c, 0x0d, 0x10, 0x12, 0x14, 0x15, 0x18,

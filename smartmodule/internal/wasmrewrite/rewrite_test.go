@@ -173,8 +173,29 @@ func TestGlobalIndexCountsImportsAndDefinitions(t *testing.T) {
 }
 
 func TestStopsAnEndlessLoop(t *testing.T) {
-	// loop br 0 end local.get 0
-	out, _, err := AddStopFlag(fnModule(nil, nil, []byte{0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x20, 0x00, 0x0b}))
+	for _, tt := range []struct {
+		name string
+		body []byte
+		arg  uint64
+	}{
+		// loop br 0 end local.get 0
+		{"a loop", []byte{0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x20, 0x00, 0x0b}, 7},
+		// if n { f(n-1); f(n-1) } n: 2^60 calls, never deeper than 60,
+		// and no loop anywhere.
+		{"recursion without a loop", []byte{0x00,
+			0x20, 0x00, 0x04, 0x40,
+			0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, 0x1a,
+			0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, 0x1a,
+			0x0b, 0x20, 0x00, 0x0b}, 60},
+	} {
+		t.Run(tt.name, func(t *testing.T) { stopsEndlessCall(t, tt.body, tt.arg) })
+	}
+}
+
+// stopsEndlessCall calls f(arg) of a module whose f is body, rewritten,
+// and sets the stop flag 50 ms later: the call must trap.
+func stopsEndlessCall(t *testing.T, body []byte, arg uint64) {
+	out, _, err := AddStopFlag(fnModule(nil, nil, body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +211,7 @@ func TestStopsAnEndlessLoop(t *testing.T) {
 	}
 	time.AfterFunc(50*time.Millisecond, func() { stop.Set(1) })
 	start := time.Now()
-	_, err = mod.ExportedFunction("f").Call(ctx, 7)
+	_, err = mod.ExportedFunction("f").Call(ctx, arg)
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("call: %v, want a trap", err)
 	}
