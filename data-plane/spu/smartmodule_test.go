@@ -266,9 +266,18 @@ func TestProduceRefusesDerivedBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = newClients(s.URL).produceOne(t, "t", 0, derived)
+	c := newClients(s.URL)
+	_, err = c.produceOne(t, "t", 0, derived)
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "derived") {
 		t.Fatalf("produce of a derived batch = %v; want INVALID_ARGUMENT naming it derived", err)
+	}
+	// Through a module too: the chain refuses it rather than transform it.
+	inv := &dataplanev1.SmartModuleInvocation{Module: &dataplanev1.SmartModuleInvocation_Wasm{Wasm: smtest.Example(t, "uppercase")}}
+	_, err = c.produce.ProduceOne(testContext(t), connect.NewRequest(&dataplanev1.ProduceOneRequest{
+		Topic: "t", Batches: derived, Smartmodules: []*dataplanev1.SmartModuleInvocation{inv},
+	}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "derived") {
+		t.Fatalf("produce of a derived batch through a module = %v; want INVALID_ARGUMENT naming it derived", err)
 	}
 }
 

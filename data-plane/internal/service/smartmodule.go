@@ -12,7 +12,6 @@ import (
 	"github.com/spatehq/spate/data-plane/internal/commitlog"
 	"github.com/spatehq/spate/data-plane/internal/modules"
 	"github.com/spatehq/spate/data-plane/internal/replica"
-	"github.com/spatehq/spate/internal/batch"
 	"github.com/spatehq/spate/smartmodule/engine"
 )
 
@@ -43,7 +42,8 @@ import (
 // call.
 //
 // Produced batches with AttrDerived are refused with INVALID_ARGUMENT,
-// whether or not modules run.
+// whether or not modules run: by the log's validation of an append, or by
+// the chain's TransformProduce.
 
 // maxProduceChains bounds the partitions one produce stream may run a chain
 // for.
@@ -158,8 +158,9 @@ func (p *consumeChain) close() {
 // request that named any set, and a chain per topic and partition.
 type produceChains struct {
 	p      *Produce
-	plan   *modules.Plan // nil: the stream runs no modules
-	err    error         // why the last request that named modules could not set them
+	plan   *modules.Plan                        // nil: the stream runs no modules
+	err    error                                // why the last request that named modules could not set them
+	invs   []*dataplanev1.SmartModuleInvocation // what the stream named last, planned again while err is UNAVAILABLE
 	chains map[replica.Key]*produceChain
 }
 
@@ -185,10 +186,16 @@ func (s *produceChains) close() {
 // write writes req's batches, through the partition's chain when the
 // stream has one. It sets the stream's chain when req names SmartModules.
 func (s *produceChains) write(ctx context.Context, req *dataplanev1.ProduceRequest) (base, last int64, syncLog *commitlog.Log, err error) {
-	if err := refuseDerived(req.Batches); err != nil {
-		return 0, 0, nil, err
+	invs := req.GetSmartmodules()
+	if len(invs) > 0 {
+		s.invs = invs
+	} else if s.err != nil && connect.CodeOf(s.err) == connect.CodeUnavailable {
+		// The registry was unreachable when the stream named its modules:
+		// try again, rather than failing every later request of a stream
+		// that names them only once.
+		invs = s.invs
 	}
-	if invs := req.GetSmartmodules(); len(invs) > 0 {
+	if len(invs) > 0 {
 		s.close()
 		if s.p.SmartModules == nil {
 			s.plan, s.err = nil, errNoSmartModules
@@ -231,9 +238,6 @@ func (s *produceChains) write(ctx context.Context, req *dataplanev1.ProduceReque
 // writeOne is ProduceOne's write: through a chain of its own when the
 // request names SmartModules.
 func (p *Produce) writeOne(ctx context.Context, req *dataplanev1.ProduceOneRequest) (base, last int64, syncLog *commitlog.Log, err error) {
-	if err := refuseDerived(req.Batches); err != nil {
-		return 0, 0, nil, err
-	}
 	if len(req.GetSmartmodules()) == 0 {
 		return p.write(req.Topic, req.Partition, req.Batches, req.Acks)
 	}
@@ -290,20 +294,4 @@ func (p *Produce) checkLeader(topic string, partition int32) error {
 		return err
 	}
 	return r.CheckLeader()
-}
-
-// refuseDerived refuses produced batches of which one is a derived batch:
-// SmartModule output, which is sent to consumers and never stored.
-func refuseDerived(batches []byte) error {
-	for pos := 0; pos < len(batches); {
-		h, err := batch.ParseHeader(batches[pos:])
-		if err != nil || h.Size() <= 0 {
-			return nil // malformed: the log's validation says what is wrong
-		}
-		if h.Derived() {
-			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%w: a produced batch may not have the derived attribute (bit 3)", batch.ErrDerived))
-		}
-		pos += h.Size()
-	}
-	return nil
 }
