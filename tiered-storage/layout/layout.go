@@ -186,17 +186,14 @@ func prefer(a, b Segment) bool {
 // NewIndex builds the index of the .log objects among segs (other
 // suffixes are ignored by the caller). It takes O(n log n) time.
 func NewIndex(segs []Segment) Index {
+	// The usual listing: in key order (by base) and without overlaps,
+	// in linear time.
+	if disjoint(segs) {
+		return Index{Segments: slices.Clone(segs)}
+	}
 	sorted := slices.Clone(segs)
 	slices.SortFunc(sorted, byBaseLongerFirst)
-	// The usual listing: no overlaps.
-	disjoint := true
-	for i := 1; i < len(sorted); i++ {
-		if sorted[i].Base <= sorted[i-1].Last {
-			disjoint = false
-			break
-		}
-	}
-	if disjoint {
+	if disjoint(sorted) {
 		return Index{Segments: sorted}
 	}
 
@@ -239,6 +236,17 @@ func NewIndex(segs []Segment) Index {
 		return cmp.Or(cmp.Compare(a.Base, b.Base), cmp.Compare(a.Last, b.Last), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.MaxTimestamp, b.MaxTimestamp))
 	})
 	return Index{Segments: chain, Shadowed: shadowed}
+}
+
+// disjoint reports whether segs are ordered by base offset without
+// overlaps.
+func disjoint(segs []Segment) bool {
+	for i := 1; i < len(segs); i++ {
+		if segs[i].Base <= segs[i-1].Last {
+			return false
+		}
+	}
+	return true
 }
 
 // byBaseLongerFirst orders segments by base offset, then the longer first.

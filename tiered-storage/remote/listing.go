@@ -110,7 +110,7 @@ func (p *partState) add(k partKey, keys []string, sizes []int64) {
 	if len(keys) > 0 {
 		p.lastKey = keys[len(keys)-1]
 	}
-	p.idx = newIndex(p.segs)
+	p.idx = layout.NewIndex(p.segs)
 }
 
 // list lists the keys of partition k after after, at most limit of them (0:
@@ -220,15 +220,4 @@ func (r *Reader) background(fn func()) bool {
 		fn()
 	}()
 	return true
-}
-
-// newIndex is layout.NewIndex, in linear time for the usual listing:
-// segments in key order that do not overlap.
-func newIndex(segs []layout.Segment) layout.Index {
-	for i := 1; i < len(segs); i++ {
-		if segs[i].Base <= segs[i-1].Last {
-			return layout.NewIndex(segs)
-		}
-	}
-	return layout.Index{Segments: segs}
 }

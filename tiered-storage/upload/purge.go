@@ -52,6 +52,20 @@ func PurgeTopic(ctx context.Context, store objstore.Store, topic string) (delete
 	if err := objstore.ValidatePrefix(prefix); err != nil {
 		return 0, fmt.Errorf("upload: purge topic %q: %w", topic, err)
 	}
+	return purgePrefix(ctx, store, prefix, fmt.Sprintf("topic %q", topic))
+}
+
+// PurgeAll deletes every object of store, as PurgeTopic does a topic's
+// (in pages, retrying requests that fail with objstore.ErrUnavailable,
+// until a listing finds the store empty), and returns how many it deleted.
+// store is a cluster's store, already scoped to the cluster's prefix or
+// folder; the caller makes sure that none of the cluster's SPUs runs.
+func PurgeAll(ctx context.Context, store objstore.Store) (deleted int, err error) {
+	return purgePrefix(ctx, store, "", "every object")
+}
+
+// purgePrefix deletes every object under prefix; what names them in errors.
+func purgePrefix(ctx context.Context, store objstore.Store, prefix, what string) (deleted int, err error) {
 	for pass := 0; ; pass++ {
 		found := 0
 		after := ""
@@ -63,7 +77,7 @@ func PurgeTopic(ctx context.Context, store objstore.Store, topic string) (delete
 				return err
 			})
 			if err != nil {
-				return deleted, fmt.Errorf("upload: purge topic %q: list: %w", topic, err)
+				return deleted, fmt.Errorf("upload: purge %s: list: %w", what, err)
 			}
 			if len(objs) == 0 {
 				break
@@ -79,7 +93,7 @@ func PurgeTopic(ctx context.Context, store objstore.Store, topic string) (delete
 				return strings.HasSuffix(keys[a], layout.LogSuffix) && !strings.HasSuffix(keys[b], layout.LogSuffix)
 			})
 			if err := retryUnavailable(ctx, func() error { return store.Delete(ctx, keys...) }); err != nil {
-				return deleted, fmt.Errorf("upload: purge topic %q: delete %d objects: %w", topic, len(keys), err)
+				return deleted, fmt.Errorf("upload: purge %s: delete %d objects: %w", what, len(keys), err)
 			}
 			deleted += len(keys)
 			found += len(keys)
@@ -91,7 +105,7 @@ func PurgeTopic(ctx context.Context, store objstore.Store, topic string) (delete
 			return deleted, nil
 		}
 		if pass+1 >= purgeMaxPasses {
-			return deleted, fmt.Errorf("upload: purge topic %q: objects keep appearing under %q after %d listings: is an SPU still uploading the topic?", topic, prefix, purgeMaxPasses)
+			return deleted, fmt.Errorf("upload: purge %s: objects keep appearing under %q after %d listings: is an SPU still uploading?", what, prefix, purgeMaxPasses)
 		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/spatehq/spate/tiered-storage/objstore"
 	"github.com/spatehq/spate/tiered-storage/objstore/local"
 	"github.com/spatehq/spate/tiered-storage/objstore/s3"
+	"github.com/spatehq/spate/tiered-storage/upload"
 )
 
 // Config says where clusters keep tiered storage. S3Bucket empty selects
@@ -250,7 +251,7 @@ func (m *Manager) Remove(ctx context.Context, c Cluster) error {
 	if err != nil {
 		return fmt.Errorf("tier: cluster %s: %w", c.ID, err)
 	}
-	n, err := deleteAll(ctx, st, "")
+	n, err := upload.PurgeAll(ctx, st)
 	if err != nil {
 		return fmt.Errorf("tier: cluster %s: delete objects (%d deleted): %w", c.ID, n, err)
 	}
@@ -270,27 +271,4 @@ func (m *Manager) removeUser(ctx context.Context, c Cluster) error {
 		return fmt.Errorf("tier: cluster %s: %w", c.ID, err)
 	}
 	return nil
-}
-
-// deleteAll deletes every object under prefix, page by page, until a
-// listing comes back empty, and returns how many it deleted.
-func deleteAll(ctx context.Context, st objstore.Store, prefix string) (int, error) {
-	var n int
-	for {
-		objs, err := st.List(ctx, prefix, "", 1000)
-		if err != nil {
-			return n, err
-		}
-		if len(objs) == 0 {
-			return n, nil
-		}
-		keys := make([]string, len(objs))
-		for i, o := range objs {
-			keys[i] = o.Key
-		}
-		if err := st.Delete(ctx, keys...); err != nil {
-			return n, err
-		}
-		n += len(keys)
-	}
 }
