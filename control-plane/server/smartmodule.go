@@ -472,7 +472,7 @@ func (ss *smartModuleService) DownloadSmartModule(ctx context.Context, req *conn
 		}
 	case *controlplanev1.DownloadSmartModuleRequest_Digest:
 		h, ok := strings.CutPrefix(ref.Digest, "sha256:")
-		if !ok || len(h) != sha256.Size*2 || strings.Trim(h, "0123456789abcdef") != "" {
+		if !ok || tenancy.CheckDigestHex(h) != nil {
 			return nil, invalidArg(fmt.Errorf("digest %q: use sha256: and 64 lower-case hex digits", ref.Digest))
 		}
 		m, err = ss.meta.SmartModuleByDigest(ctx, tenant, h)

@@ -493,7 +493,11 @@ func (s *System) startProfiles(ctx context.Context, sc scenario.Scenario) func()
 	// The SPU profiles for the scenario's time; the request runs alongside.
 	secs := max(1, int(sc.Duration.Seconds()))
 	spuDone := make(chan error, 1)
-	go func() { spuDone <- fetchProfile(ctx, s.newHTTP(), s.spuURL, secs, base+".spu.pprof") }()
+	go func() {
+		hc := s.newHTTP()
+		defer hc.CloseIdleConnections()
+		spuDone <- proc.FetchProfile(ctx, hc, s.spuURL, "profile", secs, base+".spu.pprof")
+	}()
 	return func() error {
 		if clientFile != nil {
 			pprof.StopCPUProfile()
@@ -501,30 +505,4 @@ func (s *System) startProfiles(ctx context.Context, sc scenario.Scenario) func()
 		}
 		return errors.Join(err, <-spuDone)
 	}
-}
-
-// fetchProfile asks the SPU for a CPU profile of secs seconds.
-func fetchProfile(ctx context.Context, hc *http.Client, url string, secs int, path string) error {
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("spate: SPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("spate: SPU profile: %s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -642,8 +642,10 @@ func (b *bench) startProfiles(ctx context.Context) func() error {
 	}
 	base := filepath.Join(b.cfg.ProfileDir, "tiered-cold-replay")
 	done := make(chan error, 3)
-	go func() { done <- b.fetchProfile(ctx, "profile", profileSeconds, base+".spu.pprof") }()
-	go func() { done <- b.fetchProfile(ctx, "trace", 1, base+".spu.trace") }()
+	go func() {
+		done <- proc.FetchProfile(ctx, http.DefaultClient, b.spuURL, "profile", profileSeconds, base+".spu.pprof")
+	}()
+	go func() { done <- proc.FetchProfile(ctx, http.DefaultClient, b.spuURL, "trace", 1, base+".spu.trace") }()
 	go func() {
 		f, err := os.Create(base + ".client.pprof")
 		if err == nil {
@@ -661,32 +663,6 @@ func (b *bench) startProfiles(ctx context.Context) func() error {
 
 // profileSeconds is how long the cold replay is profiled.
 const profileSeconds = 2
-
-// fetchProfile asks the SPU for a CPU profile ("profile") or an execution
-// trace ("trace") of secs seconds.
-func (b *bench) fetchProfile(ctx context.Context, kind string, secs int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", b.spuURL, kind, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("tiered: SPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("tiered: SPU profile: %s", resp.Status)
-	}
-	out, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, resp.Body); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
 
 // cpuMeter measures the CPU time the S3 server, the SPU and this process
 // (the benchmark's client) use over a scenario.

@@ -158,7 +158,7 @@ func (r *Reconciler) purge(ctx context.Context, topic string, j *purgeJob, purge
 	for {
 		err := r.Purge(ctx, topic)
 		if err == nil {
-			r.Logger.Info("topic purged from the remote tier", "topic", topic, "after", time.Since(start).Round(time.Millisecond))
+			r.Logger.Debug("topic purged from the remote tier", "topic", topic, "after", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if ctx.Err() != nil {

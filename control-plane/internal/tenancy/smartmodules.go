@@ -94,7 +94,9 @@ func checkSmartModuleKey(tenant, name, version string) error {
 	return nil
 }
 
-func checkDigestHex(hex string) error {
+// CheckDigestHex checks that hex is a SHA-256 digest as the registry keys
+// blobs by: 64 lower-case hex digits.
+func CheckDigestHex(hex string) error {
 	if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
 		return fmt.Errorf("smartmodule: digest %q: want 64 lower-case hex digits", hex)
 	}
@@ -118,7 +120,7 @@ func (s *Store) BeginSmartModuleUpload(ctx context.Context, tenant, hex string, 
 	if err := identity.ValidID(tenant); err != nil {
 		return nil, fmt.Errorf("smartmodule: tenant: %w", err)
 	}
-	if err := checkDigestHex(hex); err != nil {
+	if err := CheckDigestHex(hex); err != nil {
 		return nil, err
 	}
 	lease, err := s.grant(ctx, s.now().Add(ttl))
@@ -160,7 +162,7 @@ func (s *Store) CreateSmartModule(ctx context.Context, m SmartModule, u *Upload)
 	if m.Version == "" {
 		return errors.New("smartmodule: a version is required")
 	}
-	if err := checkDigestHex(m.DigestHex()); err != nil {
+	if err := CheckDigestHex(m.DigestHex()); err != nil {
 		return err
 	}
 	m.CreatedAt = s.stamp(m.CreatedAt)
@@ -226,7 +228,7 @@ func (s *Store) SmartModuleByDigest(ctx context.Context, tenant, hex string) (Sm
 	if err := identity.ValidID(tenant); err != nil {
 		return SmartModule{}, fmt.Errorf("smartmodule: tenant: %w", err)
 	}
-	if err := checkDigestHex(hex); err != nil {
+	if err := CheckDigestHex(hex); err != nil {
 		return SmartModule{}, err
 	}
 	prefix := smartModuleVersionRefsPrefix(tenant, hex)
@@ -282,7 +284,7 @@ func (s *Store) BeginBlobDelete(ctx context.Context, tenant, hex string, ttl tim
 	if err := identity.ValidID(tenant); err != nil {
 		return nil, fmt.Errorf("smartmodule: tenant: %w", err)
 	}
-	if err := checkDigestHex(hex); err != nil {
+	if err := CheckDigestHex(hex); err != nil {
 		return nil, err
 	}
 	lease, err := s.grant(ctx, s.now().Add(ttl))
